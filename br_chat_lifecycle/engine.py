@@ -1,0 +1,281 @@
+"""The LLM engine: llama-cpp-python behind a small, ROS-free interface.
+
+This is the only module (with chat_prompt.py) that knows about llama.cpp. It is NOT
+thread-safe (neither is ``llama_cpp.Llama``): exactly one thread may call ``generate``;
+chat_core.py guarantees that by running every generation on its single worker thread.
+
+Hand-written here, because llama-cpp-python has no API for it:
+  * a token loop over ``Llama.generate`` that can be cancelled between any two tokens,
+    enforces a hard ``max_tokens`` cap, and streams UTF-8-safe text (text_stream.py);
+  * timing of prompt evaluation vs generation per request.
+Everything else is llama.cpp's: model loading, chat templates, sampling, grammars and the
+KV-cache prefix reuse inside ``Llama.generate`` (a follow-up turn only evaluates new tokens).
+"""
+import gc
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Dict
+
+import llama_cpp
+
+from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
+from .text_stream import TextStream
+
+GGUF_MAGIC = b'GGUF'
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the message says what and where."""
+
+
+@dataclass
+class ModelConfig:
+    model_path: str
+    n_ctx: int = 2048
+    n_threads: int = 0           # 0: all cores
+    n_threads_batch: int = 0     # 0: same as n_threads
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+    use_mlock: bool = False
+    chat_template: str = ''      # '': the GGUF's own template
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.2
+    top_p: float = 0.9
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int = -1               # -1: random
+    stop: Sequence[str] = ()
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    finish_reason: str           # 'stop' | 'length' | 'cancelled'
+    prompt_tokens: int
+    completion_tokens: int
+    reused_prompt_tokens: int    # prompt tokens served from the KV cache
+    prompt_eval_s: float         # start -> first token sampled
+    generation_s: float          # first token -> end
+    first_text_s: Optional[float] = None  # start -> first non-empty text piece
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    file_size_bytes: int
+    load_time_s: float
+    n_ctx: int
+    n_ctx_train: int
+    n_threads: int
+    n_threads_batch: int
+    chat_template_source: str
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+def check_model_file(path: str) -> None:
+    """Raise ModelLoadError with a precise reason if ``path`` is not a readable GGUF file."""
+    if not path:
+        raise ModelLoadError('model_path is empty and no default model was found')
+    if not os.path.exists(path):
+        raise ModelLoadError(f'model file not found: {path}')
+    if not os.path.isfile(path):
+        raise ModelLoadError(f'model path is not a regular file: {path}')
+    if not os.access(path, os.R_OK):
+        raise ModelLoadError(f'model file is not readable (permissions): {path}')
+    with open(path, 'rb') as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(
+            f'not a GGUF model file (magic {magic!r}, expected {GGUF_MAGIC!r}): {path}')
+
+
+class LlamaEngine:
+
+    def __init__(self, config: ModelConfig):
+        check_model_file(config.model_path)
+        n_threads = config.n_threads if config.n_threads > 0 else (os.cpu_count() or 1)
+        n_threads_batch = config.n_threads_batch if config.n_threads_batch > 0 else n_threads
+        t0 = time.monotonic()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=config.model_path, n_ctx=config.n_ctx, n_batch=config.n_batch,
+                n_ubatch=min(config.n_batch, 512),
+                n_threads=n_threads, n_threads_batch=n_threads_batch,
+                n_gpu_layers=config.n_gpu_layers, use_mmap=config.use_mmap,
+                use_mlock=config.use_mlock, verbose=False)
+        except Exception as e:  # llama-cpp-python raises ValueError/RuntimeError
+            raise ModelLoadError(f'llama.cpp could not load {config.model_path}: {e}') from e
+        load_time = time.monotonic() - t0
+        try:
+            self._vocab = self._llm._model.vocab
+            meta = dict(self._llm.metadata)
+            template, source = config.chat_template, 'parameter chat_template'
+            if not template:
+                template, source = meta.get('tokenizer.chat_template', ''), 'GGUF metadata'
+            if not template:
+                template, source = CHATML_TEMPLATE, 'built-in ChatML (GGUF has no template)'
+            bos_id, eos_id = self._llm.token_bos(), self._llm.token_eos()
+            model = self._llm._model
+            self._prompt = ChatPrompt(
+                template,
+                bos_token=model.token_get_text(bos_id) if bos_id >= 0 else '',
+                eos_token=model.token_get_text(eos_id) if eos_id >= 0 else '',
+                add_bos=model.add_bos_token())
+            # Render once so a broken template fails configure, not the first request.
+            self._prompt.tokens([{'role': 'user', 'content': 'hi'}], self._tokenize)
+        except Exception as e:
+            self.close()
+            raise ModelLoadError(f'chat template of {config.model_path} is unusable: {e}') from e
+        self.info = ModelInfo(
+            path=config.model_path, file_size_bytes=os.path.getsize(config.model_path),
+            load_time_s=load_time, n_ctx=self._llm.n_ctx(),
+            n_ctx_train=int(meta.get('llama.context_length', 0) or 0) or _ctx_train(meta),
+            n_threads=n_threads, n_threads_batch=n_threads_batch,
+            chat_template_source=source, metadata=meta)
+        self._grammars: Dict[str, 'llama_cpp.LlamaGrammar'] = {}
+
+    # ----------------------------------------------------------------- prompt
+    def _tokenize(self, text: str, special: bool, add_bos: bool) -> List[int]:
+        return self._llm.tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
+
+    def prompt_tokens(self, messages: Sequence[Dict[str, str]]) -> List[int]:
+        """Token ids of the templated conversation, ending with the assistant header."""
+        return self._prompt.tokens(messages, self._tokenize)
+
+    def render(self, messages: Sequence[Dict[str, str]]) -> str:
+        return self._prompt.render(messages)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info.n_ctx
+
+    # ----------------------------------------------------------------- grammar
+    def compile_grammar(self, gbnf: str) -> 'llama_cpp.LlamaGrammar':
+        """Parse a GBNF grammar (cached). Raises ValueError with llama.cpp's reason."""
+        grammar = self._grammars.get(gbnf)
+        if grammar is None:
+            try:
+                grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+            except Exception as e:
+                raise ValueError(f'invalid GBNF grammar: {e}') from e
+            if len(self._grammars) > 32:
+                self._grammars.clear()
+            self._grammars[gbnf] = grammar
+        return grammar
+
+    @staticmethod
+    def json_grammar(schema: Optional[str] = None) -> str:
+        """GBNF for any JSON object (schema None) or for JSON valid under ``schema`` (JSON
+        Schema text), using llama.cpp's own schema-to-grammar converter."""
+        from llama_cpp import llama_grammar
+        if not schema:
+            return llama_grammar.JSON_GBNF
+        try:
+            return llama_grammar.json_schema_to_gbnf(schema)
+        except Exception as e:
+            raise ValueError(f'JSON schema cannot be turned into a grammar: {e}') from e
+
+    # ----------------------------------------------------------------- generate
+    def generate(self, prompt: List[int], params: SamplingParams,
+                 on_text: Optional[Callable[[str], None]] = None,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 grammar: Optional[str] = None) -> GenerationResult:
+        """Generate a reply to ``prompt`` (token ids).
+
+        ``on_text`` receives each new piece of text (never splitting a UTF-8 character); the
+        pieces concatenate to ``GenerationResult.text``. ``should_stop`` is polled between
+        tokens: when it returns True generation ends with finish_reason 'cancelled'.
+        The caller must ensure len(prompt) < n_ctx.
+        """
+        llm = self._llm
+        n_ctx = llm.n_ctx()
+        limit = max(0, min(params.max_tokens, n_ctx - len(prompt)))
+        stream = TextStream(params.stop)
+        reused = _common_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt)
+        llm.set_seed(params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), 'little'))
+        t0 = time.monotonic()
+        t_first_token = None
+        first_text = None
+        n_out = 0
+        finish = 'length'
+        emit = (lambda s: on_text(s) if s else None) if on_text else (lambda s: None)
+
+        if limit == 0 or should_stop():
+            finish = 'cancelled' if limit else 'length'
+        else:
+            tokens = llm.generate(
+                prompt, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+                temp=params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
+                grammar=self.compile_grammar(grammar) if grammar else None)
+            try:
+                for token in tokens:
+                    if t_first_token is None:
+                        t_first_token = time.monotonic()
+                    if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                        finish = 'stop'
+                        break
+                    n_out += 1
+                    piece = stream.feed(llm.detokenize([token]))
+                    if piece:
+                        if first_text is None:
+                            first_text = time.monotonic() - t0
+                        emit(piece)
+                    if stream.stopped:
+                        finish = 'stop'
+                        break
+                    if n_out >= limit:
+                        finish = 'length'
+                        break
+                    if should_stop():
+                        finish = 'cancelled'
+                        break
+            finally:
+                tokens.close()
+        tail = stream.finish()
+        if tail:
+            if first_text is None:
+                first_text = time.monotonic() - t0
+            emit(tail)
+        t_end = time.monotonic()
+        t_first_token = t_first_token or t_end
+        return GenerationResult(
+            text=stream.text, finish_reason=finish, prompt_tokens=len(prompt),
+            completion_tokens=n_out, reused_prompt_tokens=reused,
+            prompt_eval_s=t_first_token - t0, generation_s=t_end - t_first_token,
+            first_text_s=first_text)
+
+    # ----------------------------------------------------------------- teardown
+    def close(self) -> None:
+        """Free the model and its context now (``del`` alone leaves it to the GC)."""
+        llm = getattr(self, '_llm', None)
+        if llm is not None:
+            self._grammars = {}
+            llm.close()
+            self._llm = None
+            gc.collect()
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _ctx_train(meta: Dict[str, str]) -> int:
+    for key, value in meta.items():
+        if key.endswith('.context_length'):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    return 0

