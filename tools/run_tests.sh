@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# THE test command: set up (fast when nothing changed), then run pytest over test/.
+#   tools/run_tests.sh                       # everything collected by pytest.ini
+#   tools/run_tests.sh -k interfaces -x      # any pytest arguments pass through
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/tools/setup.sh"
+# shellcheck disable=SC1091
+source "$ROOT/env.sh"
+cd "$ROOT"
+exec python -m pytest "$@"
