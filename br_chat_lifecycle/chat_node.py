@@ -264,7 +264,7 @@ class ChatNode(LifecycleNode):
         if self._active and self._core is not None:
             return GoalResponse.ACCEPT
         self.stats.refused()
-        self.get_logger().warn(f'goal rejected: node is {self.lifecycle_state}, not serving')
+        self.get_logger().warning(f'goal rejected: node is {self.lifecycle_state}, not serving')
         return GoalResponse.REJECT
 
     def _on_cancel(self, goal_handle) -> CancelResponse:
@@ -336,7 +336,7 @@ class ChatNode(LifecycleNode):
 
     def _log(self, level: str, message: str) -> None:
         logger = self.get_logger()
-        {'error': logger.error, 'warn': logger.warn}.get(level, logger.info)(message)
+        {'error': logger.error, 'warn': logger.warning}.get(level, logger.info)(message)
 
 
 def _chat_request(msg) -> ChatRequest:

@@ -11,13 +11,18 @@ Hand-written here, because llama-cpp-python has no API for it:
 Everything else is llama.cpp's: model loading, chat templates, sampling, grammars and the
 KV-cache prefix reuse inside ``Llama.generate`` (a follow-up turn only evaluates new tokens).
 """
+import ctypes
 import gc
 import os
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Dict
 
 import llama_cpp
+from llama_cpp._logger import llama_log_callback  # llama-cpp-python's own log handler
 
 from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
 from .text_stream import TextStream
@@ -142,8 +147,13 @@ class LlamaEngine:
         self._grammars: Dict[str, 'llama_cpp.LlamaGrammar'] = {}
 
     # ----------------------------------------------------------------- prompt
+    def _live_llm(self) -> 'llama_cpp.Llama':
+        if self._llm is None:
+            raise RuntimeError('LlamaEngine is closed: the model was released by close()')
+        return self._llm
+
     def _tokenize(self, text: str, special: bool, add_bos: bool) -> List[int]:
-        return self._llm.tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
+        return self._live_llm().tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
 
     def prompt_tokens(self, messages: Sequence[Dict[str, str]]) -> List[int]:
         """Token ids of the templated conversation, ending with the assistant header."""
@@ -161,10 +171,8 @@ class LlamaEngine:
         """Parse a GBNF grammar (cached). Raises ValueError with llama.cpp's reason."""
         grammar = self._grammars.get(gbnf)
         if grammar is None:
-            try:
-                grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
-            except Exception as e:
-                raise ValueError(f'invalid GBNF grammar: {e}') from e
+            check_gbnf(gbnf)
+            grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
             if len(self._grammars) > 32:
                 self._grammars.clear()
             self._grammars[gbnf] = grammar
@@ -178,9 +186,12 @@ class LlamaEngine:
         if not schema:
             return llama_grammar.JSON_GBNF
         try:
-            return llama_grammar.json_schema_to_gbnf(schema)
+            gbnf = llama_grammar.json_schema_to_gbnf(schema)
         except Exception as e:
             raise ValueError(f'JSON schema cannot be turned into a grammar: {e}') from e
+        # The converter's string character class lets raw control characters (a newline...)
+        # into strings, which is not JSON: exclude them as llama.cpp's json.gbnf does.
+        return gbnf.replace(_SCHEMA_CHAR_RULE, _JSON_CHAR_RULE)
 
     # ----------------------------------------------------------------- generate
     def generate(self, prompt: List[int], params: SamplingParams,
@@ -194,7 +205,7 @@ class LlamaEngine:
         tokens: when it returns True generation ends with finish_reason 'cancelled'.
         The caller must ensure len(prompt) < n_ctx.
         """
-        llm = self._llm
+        llm = self._live_llm()
         n_ctx = llm.n_ctx()
         limit = max(0, min(params.max_tokens, n_ctx - len(prompt)))
         stream = TextStream(params.stop)
@@ -260,6 +271,55 @@ class LlamaEngine:
             llm.close()
             self._llm = None
             gc.collect()
+
+
+_SCHEMA_CHAR_RULE = r'char ::= [^"\\] |'                    # llama-cpp-python's converter
+_JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'      # llama.cpp json.gbnf's string chars
+_CAPTURE_LOCK = threading.Lock()
+
+
+def check_gbnf(gbnf: str) -> None:
+    """Raise ValueError (with llama.cpp's reason) unless llama.cpp accepts the GBNF grammar.
+
+    ``LlamaGrammar.from_string`` (llama-cpp-python 0.3) does not parse the grammar: a bad one
+    is only seen when generation starts, where the NULL grammar sampler crashes the process
+    (SIGSEGV). So parse it now with llama.cpp's own parser (no model needed). The parser
+    prints its reason on the C stderr: fd 2 is redirected for that call and what it caught
+    is copied back to stderr afterwards, so nothing another thread wrote is lost.
+    """
+    if not gbnf.strip():
+        raise ValueError('invalid GBNF grammar: it is empty')
+    messages: List[str] = []
+
+    @llama_cpp.llama_log_callback
+    def on_log(level, text, user_data):
+        messages.append(text.decode('utf-8', 'replace'))
+
+    with _CAPTURE_LOCK, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+        try:
+            sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode('utf-8'), b'root')
+        finally:
+            llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            captured.seek(0)
+            stderr_text = captured.read().decode('utf-8', 'replace')
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
+        return
+    if stderr_text:
+        sys.stderr.write(stderr_text)
+        sys.stderr.flush()
+    reasons = [line.strip() for text in [stderr_text] + messages for line in text.splitlines()
+               if 'error' in line or 'grammar' in line or 'Undefined' in line]
+    reasons = [r.split('error parsing grammar: ', 1)[-1] for r in reasons
+               if r != 'failed to parse grammar'] or ['llama.cpp could not parse it']
+    reason = reasons[0] if len(reasons[0]) <= 160 else reasons[0][:157] + '...'
+    raise ValueError(f'invalid GBNF grammar: {reason}')
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

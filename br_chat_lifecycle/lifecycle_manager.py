@@ -115,6 +115,10 @@ PLAN_SHUTDOWN_FINALIZE = {'unconfigured': [UNCONFIGURED_SHUTDOWN],
 DIAGNOSTIC_TASK = 'Lifecycle manager'
 
 
+class ShuttingDown(Exception):
+    """The manager's context is shutting down (Ctrl-C): abandon the running sequence quietly."""
+
+
 def _secs(value):
     """'30.0', '0.25': how timeouts appear in messages."""
     return str(float(value))
@@ -352,7 +356,7 @@ class LifecycleManager(Node):
             finally:
                 with self._state_lock:
                     self._busy = None
-                self._updater.force_update()
+                self._publish_diagnostics()
 
     def _succeeded(self, target, message):
         with self._state_lock:
@@ -477,7 +481,9 @@ class LifecycleManager(Node):
         # Own loop instead of client.wait_for_service(): it also stops on shutdown (Ctrl-C).
         deadline = time.monotonic() + max(0.0, timeout)
         while not client.service_is_ready():
-            if time.monotonic() >= deadline or not self.context.ok():
+            if not self.context.ok():
+                raise ShuttingDown()
+            if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
         return True
@@ -497,8 +503,10 @@ class LifecycleManager(Node):
         future.add_done_callback(lambda _f: done.set())
         deadline = time.monotonic() + max(0.0, timeout)
         while not (done.is_set() or future.done()):
+            if not self.context.ok():
+                raise ShuttingDown()
             remaining = deadline - time.monotonic()
-            if remaining <= 0.0 or not self.context.ok():
+            if remaining <= 0.0:
                 return False
             done.wait(min(remaining, 0.1))
         return future.result() is not None
@@ -545,7 +553,9 @@ class LifecycleManager(Node):
             for fqn in self._nodes:
                 changed |= self._check_node(fqn, states[fqn], target)
             if changed:
-                self._updater.force_update()
+                self._publish_diagnostics()
+        except ShuttingDown:
+            pass
         except Exception as exc:  # never let a heartbeat kill the executor thread
             self.get_logger().error(f'heartbeat failed: {exc!r}')
         finally:
@@ -591,6 +601,12 @@ class LifecycleManager(Node):
 
     # -- diagnostics --------------------------------------------------------------------------
 
+    def _publish_diagnostics(self):
+        """Publish the status now (after a sequence or a change of incident)."""
+        if self.context.ok():
+            with contextlib.suppress(Exception):  # racing with destroy_node at shutdown
+                self._updater.force_update()
+
     def _diagnose(self, stat):
         with self._state_lock:
             target, busy, last_error = self._target, self._busy, self._last_error
@@ -622,7 +638,9 @@ class LifecycleManager(Node):
         def callback(_request, response):
             try:
                 response.success, response.message = method()
-            except Exception as exc:  # e.g. the context is shutting down
+            except ShuttingDown:
+                response.success, response.message = False, f'{op} abandoned: shutting down'
+            except Exception as exc:
                 response.success, response.message = False, f'{op} failed: {exc!r}'
                 self.get_logger().error(response.message)
             return response
@@ -634,7 +652,8 @@ class LifecycleManager(Node):
 
     def _autostart_once(self):
         self._autostart_timer.cancel()  # one shot
-        self.startup()
+        with contextlib.suppress(ShuttingDown):
+            self.startup()
 
 
 def main(args=None):

@@ -4,7 +4,9 @@ Two things make naive streaming wrong:
   * a token may end in the middle of a multi-byte UTF-8 character (common for Chinese and
     emoji with byte-level BPE vocabularies), so decoding each piece alone yields U+FFFD;
   * a stop sequence may arrive split over several tokens, so text that could be the start of
-    a stop sequence must be held back until it is known not to be one.
+    a stop sequence must be held back until it is known not to be one;
+  * a NUL character (a model can emit the byte 0x00) cannot travel in a ROS string (it is a
+    C string: everything after the NUL is silently cut off), so NULs are dropped.
 
 ``TextStream.feed`` returns only text that is final; ``TextStream.finish`` returns the rest.
 The concatenation of every returned piece is exactly ``TextStream.text``.
@@ -30,7 +32,7 @@ class TextStream:
         """Add the bytes of one token; return the text that became final (may be '')."""
         if self.stopped:
             return ''
-        self._held += self._decoder.decode(piece)
+        self._held += self._decoder.decode(piece).replace('\x00', '')
         if not self._stops:
             out, self._held = self._held, ''
             return self._emit(out)

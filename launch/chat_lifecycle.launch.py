@@ -40,6 +40,20 @@ def _true(text):
     return text.strip().lower() in ('true', '1', 'yes', 'on')
 
 
+def chat_parameters(params_file, model_path):
+    """parameters= of the chat node: the YAML, plus model_path only when it is non-empty."""
+    parameters = [params_file.strip()] if params_file.strip() else []
+    if model_path.strip():
+        parameters.append({'model_path': model_path.strip()})
+    return parameters
+
+
+def manager_parameters(node_name, autostart):
+    """parameters= of the lifecycle manager: its YAML, then this launch's node and autostart."""
+    return [_config_file('lifecycle_manager.yaml'),
+            {'node_names': [node_name], 'autostart': _true(autostart)}]
+
+
 def _launch_setup(context):
     """Build the two nodes from the resolved argument values (an OpaqueFunction).
 
@@ -52,21 +66,13 @@ def _launch_setup(context):
     node_name = arg('node_name')
     namespace = arg('namespace')
     log_level = arg('log_level')
-    model_path = arg('model_path').strip()
-    params_file = arg('params_file').strip()
-
-    chat_parameters = []
-    if params_file:
-        chat_parameters.append(params_file)
-    if model_path:
-        chat_parameters.append({'model_path': model_path})
 
     chat_node = LifecycleNode(
         package=PACKAGE,
         executable='chat_node',
         name=node_name,
         namespace=namespace,
-        parameters=chat_parameters,
+        parameters=chat_parameters(arg('params_file'), arg('model_path')),
         arguments=['--ros-args', '--log-level', log_level],
         respawn=_true(arg('respawn')),
         respawn_delay=2.0,
@@ -79,10 +85,7 @@ def _launch_setup(context):
         executable='lifecycle_manager',
         name='lifecycle_manager_chat',
         namespace=namespace,
-        parameters=[
-            _config_file('lifecycle_manager.yaml'),
-            {'node_names': [node_name], 'autostart': _true(arg('autostart'))},
-        ],
+        parameters=manager_parameters(node_name, arg('autostart')),
         arguments=['--ros-args', '--log-level', log_level],
         output='screen',
     )

@@ -77,3 +77,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker('launch') is not None:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- model fixtures
+@pytest.fixture(scope='session')
+def tiny_model_path(tmp_path_factory):
+    """A 0.5 MB random-weight GGUF (test/tiny_gguf.py) that never emits EOS by itself, so
+    every generation runs to max_tokens; its output is random bytes (split/invalid UTF-8,
+    control characters). n_ctx_train 8192 lets nodes use a long context without warnings."""
+    from tiny_gguf import write_tiny_model
+    return str(write_tiny_model(tmp_path_factory.mktemp('tiny_model') / 'tiny.gguf',
+                                n_ctx_train=8192))

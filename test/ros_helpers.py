@@ -80,6 +80,7 @@ class RosProcess:
         self._log = tempfile.NamedTemporaryFile(
             prefix=f'{name}_', suffix='.log', delete=False)
         self.log_path = self._log.name
+        self._final_output = None  # kept in memory once stopped; the file is then removed
         self.proc = subprocess.Popen(
             self.cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env or process_env(), cwd=cwd, start_new_session=True)
@@ -92,6 +93,8 @@ class RosProcess:
         return self.proc.poll() is None
 
     def output(self):
+        if self._final_output is not None:
+            return self._final_output
         with open(self.log_path, 'r', errors='replace') as f:
             return f.read()
 
@@ -113,7 +116,10 @@ class RosProcess:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._log.close()
+        if self._final_output is None:
+            self._log.close()
+            self._final_output = self.output()
+            os.unlink(self.log_path)
         return self.proc.returncode
 
 
@@ -206,7 +212,7 @@ class RosClient:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def get_state(self, node_fqn, timeout=2.0, wait=5.0):
+    def get_state(self, node_fqn, timeout=5.0, wait=5.0):
         """Label of the node's current lifecycle state ('active', ...) or None."""
         from lifecycle_msgs.srv import GetState
         response = self.call(GetState, f'{node_fqn}/get_state', timeout=timeout, wait=wait)

@@ -71,8 +71,7 @@ def test_executables_are_console_scripts(name):
 def test_packages_are_this_package(name):
     tree = parse(name)
     packages = keyword_constants(tree, 'package')
-    packages += [c for c in string_constants(tree) if c == package_name()]
-    # PACKAGE = '...' constants count too.
+    # PACKAGE = '...' (used as package=PACKAGE and for get_package_share_directory) too.
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == 'PACKAGE' for t in node.targets):
@@ -107,14 +106,21 @@ def load_launch_module(name):
     return module
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize('name', LAUNCH_FILES)
 def test_launch_description_loads(name):
     pytest.importorskip('launch_ros')
     from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
     description = load_launch_module(name).generate_launch_description()
     assert isinstance(description, LaunchDescription)
-    arguments = {a.name for a in description.get_launch_arguments()}
-    assert {'model_path', 'params_file', 'namespace', 'node_name', 'log_level'} <= arguments
+    if name == 'chat_lifecycle.launch.py':
+        arguments = {e.name for e in description.entities
+                     if isinstance(e, DeclareLaunchArgument)}
+        assert {'model_path', 'params_file', 'namespace', 'node_name', 'autostart',
+                'log_level'} <= arguments
+    else:
+        assert any(isinstance(e, IncludeLaunchDescription) for e in description.entities)
 
 
 def _resolve_chat_lifecycle(**arguments):
@@ -122,28 +128,44 @@ def _resolve_chat_lifecycle(**arguments):
     from launch import LaunchContext
     module = load_launch_module('chat_lifecycle.launch.py')
     context = LaunchContext()
-    defaults = {'model_path': '', 'params_file': '/tmp/params.yaml', 'namespace': '',
-                'node_name': 'chat_node', 'autostart': 'true', 'log_level': 'info',
-                'respawn': 'false'}
-    defaults.update(arguments)
-    for key, value in defaults.items():
-        context.launch_configurations[key] = value
+    values = {'model_path': '', 'params_file': '/tmp/params.yaml', 'namespace': '',
+              'node_name': 'chat_node', 'autostart': 'true', 'log_level': 'info',
+              'respawn': 'false'}
+    values.update(arguments)
+    context.launch_configurations.update(values)
     return module._launch_setup(context)
 
 
-def _parameters(action):
-    # launch_ros keeps the constructor arguments; the attribute name is private but stable.
-    return action._Node__parameters
+@pytest.mark.launch
+def test_launch_setup_starts_a_lifecycle_node_and_the_manager():
+    pytest.importorskip('launch_ros')
+    from launch_ros.actions import LifecycleNode, Node
+    actions = _resolve_chat_lifecycle(namespace='robot1', node_name='bot')
+    assert len(actions) == 2
+    assert isinstance(actions[0], LifecycleNode)
+    assert isinstance(actions[1], Node)
 
 
+@pytest.mark.launch
 def test_empty_model_path_adds_no_override():
     pytest.importorskip('launch_ros')
-    chat_node, manager = _resolve_chat_lifecycle(model_path='')
-    assert not any(isinstance(p, dict) and 'model_path' in p for p in _parameters(chat_node))
+    module = load_launch_module('chat_lifecycle.launch.py')
+    assert module.chat_parameters('/cfg/br_chat.yaml', '') == ['/cfg/br_chat.yaml']
+    assert module.chat_parameters('/cfg/br_chat.yaml', '  ') == ['/cfg/br_chat.yaml']
 
 
+@pytest.mark.launch
 def test_model_path_overrides_the_params_file():
     pytest.importorskip('launch_ros')
-    chat_node, manager = _resolve_chat_lifecycle(model_path='/models/m.gguf', node_name='bot')
-    assert {'model_path': '/models/m.gguf'} in _parameters(chat_node)
-    assert {'node_names': ['bot'], 'autostart': True} in _parameters(manager)
+    module = load_launch_module('chat_lifecycle.launch.py')
+    assert module.chat_parameters('/cfg/br_chat.yaml', '/models/m.gguf') == [
+        '/cfg/br_chat.yaml', {'model_path': '/models/m.gguf'}]
+
+
+@pytest.mark.launch
+def test_manager_gets_the_node_name_and_autostart():
+    pytest.importorskip('launch_ros')
+    module = load_launch_module('chat_lifecycle.launch.py')
+    yaml_file, overrides = module.manager_parameters('bot', 'false')
+    assert yaml_file.endswith(os.path.join('config', 'lifecycle_manager.yaml'))
+    assert overrides == {'node_names': ['bot'], 'autostart': False}

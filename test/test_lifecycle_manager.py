@@ -247,15 +247,15 @@ def test_without_respawn_reconnection_the_node_is_only_reported(ros, procs, reco
     b.kill()
     respawned = start_lifecycle_test_node(b.name, record_file=record.file)
     procs.append(respawned)
-    assert ros.wait_for_state(b.fqn, 'unconfigured', timeout=30.0)
+    assert ros.wait_for_state(b.fqn, 'unconfigured', timeout=30.0), respawned.output()
     # Once the manager has seen the respawned node it reports it, and leaves it alone.
     status = ros.wait_for_status(
         status_name(manager),
         lambda s: (status_level(s) == ERROR_LEVEL
                    and status_values(s).get(b.fqn) == 'unconfigured'), timeout=20.0)
     assert status is not None, manager.output()
-    assert f"{b.fqn} is 'unconfigured', expected 'active'" in status.message
-    assert ros.get_state(b.fqn) == 'unconfigured'
+    assert f"{b.fqn} is 'unconfigured', expected 'active'" in status.message, status.message
+    assert ros.get_state(b.fqn) == 'unconfigured', manager.output()
 
 
 def test_node_deactivated_behind_the_managers_back_is_reactivated(ros, procs, record):
@@ -277,3 +277,13 @@ def test_sigint_stops_the_manager_but_not_the_managed_nodes(ros, procs, record):
     assert manager.stop(timeout=15.0) == 0, manager.output()
     assert ros.get_state(a.fqn) == 'active'
     assert (a.fqn, 'deactivate') not in record.lines()
+
+
+def test_sigint_during_a_long_transition_exits_cleanly(ros, procs, record):
+    a, = start_nodes(procs, record, count=1, options={0: {'hang_on': 'configure', 'hang_s': 20}})
+    manager = start_manager(procs, [a], autostart=True, transition_timeout_s=60.0)
+    assert manager.wait_for_output(f'configure {a.fqn}', 30.0), manager.output()
+
+    # Exits on SIGINT (0) instead of waiting out the 60 s transition timeout (then SIGKILL).
+    assert manager.stop(timeout=15.0) == 0, manager.output()
+    assert 'Traceback' not in manager.output() and 'never retrieved' not in manager.output()
