@@ -27,6 +27,7 @@ setup(
             'lifecycle_manager = br_chat_lifecycle.lifecycle_manager:main',
             'chat_client = br_chat_lifecycle.examples.chat_client:main',
             'chat_action_client = br_chat_lifecycle.examples.chat_action_client:main',
+            'intent_client = br_chat_lifecycle.examples.intent_client:main',
             'demo = br_chat_lifecycle.demo:main',
         ],
     },

@@ -16,6 +16,9 @@ from .stats import ChatStats
 from .structured_output import FormatResolver, OutputFormat
 
 
+MAX_SCHEMA_CHARS = 65536  # a request's json_schema (turned into a grammar per request)
+
+
 @dataclass
 class ChatRequest:
     prompt: str
@@ -103,6 +106,14 @@ class ChatCore:
             return self._finish_now(job, request, 'the node is shutting down', refused=True)
         return job
 
+    def cancel(self, job: Job, reason: str) -> None:
+        """Cancel one job: a running one stops at its next token; a waiting one leaves the
+        queue (freeing its place) and is answered 'cancelled' at once, on the caller's thread,
+        instead of after the generation in front of it."""
+        job.cancel(reason)
+        if self._queue.remove(job):
+            self._handle(job)  # job.cancelled: answers without touching the engine
+
     def cancel_all(self, reason: str) -> List[Job]:
         return self._queue.cancel_all(reason)
 
@@ -126,6 +137,9 @@ class ChatCore:
                     f'max_prompt_chars={self.config.max_prompt_chars}')
         if '\x00' in req.prompt:
             return 'prompt contains a NUL character'
+        if len(req.json_schema) > MAX_SCHEMA_CHARS:
+            return (f'json_schema too long: {len(req.json_schema)} characters, the limit is '
+                    f'{MAX_SCHEMA_CHARS}')
         return None
 
     def _finish_now(self, job: Job, req: ChatRequest, error: str, refused: bool) -> Job:

@@ -42,6 +42,8 @@ from .structured_output import FormatResolver
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
+CLIENT_CANCEL = 'cancel requested by the client'
+REPLY_GRACE_S = 0.2  # see _stop_work
 
 
 class ChatNode(LifecycleNode):
@@ -75,8 +77,12 @@ class ChatNode(LifecycleNode):
     # ================================================================ parameters
     def _check_parameters(self, params):
         values = {p.name: p.value for p in params if p.name in settings.BY_NAME}
-        if 'max_tokens' in values and 'n_ctx' not in values:
-            values['n_ctx'] = self.get_parameter('n_ctx').value
+        # Cross-parameter rules need the current value of the partner parameter.
+        for changed, partners in settings.PARTNERS.items():
+            if changed in values:
+                for name in partners:
+                    if name not in values and self.has_parameter(name):
+                        values[name] = self.get_parameter(name).value
         errors = settings.validate(values)
         return SetParametersResult(successful=not errors, reason='; '.join(errors))
 
@@ -146,7 +152,7 @@ class ChatNode(LifecycleNode):
             f'configured: loaded {info.path} ({info.file_size_bytes / 1e6:.1f} MB) in '
             f'{info.load_time_s:.2f} s; n_ctx={info.n_ctx} (trained {info.n_ctx_train}), '
             f'n_threads={info.n_threads}, chat template from {info.chat_template_source}, '
-            f'output format {formats.default.name}; RSS {before:.0f} -> {rss_mb():.0f} MB; '
+            f'output format {formats.description}; RSS {before:.0f} -> {rss_mb():.0f} MB; '
             f'serving {self.resolve_service_name(values["chat_service_name"])} and '
             f'{self.resolve_topic_name(values["chat_action_name"])} once active')
         self._updater.force_update()
@@ -202,9 +208,15 @@ class ChatNode(LifecycleNode):
         if not self._core.wait_idle(timeout):
             self.get_logger().error(f'generation still running {timeout} s after cancel')
         # Let the service/action callbacks hand their replies to the clients.
+        busy = bool(jobs) or self._inflight > 0
         deadline = time.monotonic() + timeout
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.01)
+        if busy:
+            # The callbacks have returned, but rclpy sends the service response right after
+            # and the action result from a further executor task: give those a moment, or
+            # cleanup/shutdown destroys the servers first and the replies are lost.
+            time.sleep(REPLY_GRACE_S)
         if jobs:
             self.get_logger().info(f'{reason}: cancelled {len(jobs)} request(s)')
 
@@ -218,17 +230,22 @@ class ChatNode(LifecycleNode):
         if self._service is not None:
             self.destroy_service(self._service)
             self._service = None
+        worker_stopped = True
         if self._core is not None:
             if not self._core.close(timeout=self._param('deactivate_timeout_s') + 5):
-                self.get_logger().error('chat worker thread did not stop')
+                worker_stopped = False
+                self.get_logger().error(
+                    'chat worker thread did not stop (inside a long llama.cpp call?): the '
+                    'model is freed when it ends, not now (that would crash the process)')
             self._core.sessions.clear()
             self._core = None
         if self._engine is not None:
             before = rss_mb()
-            self._engine.close()
+            if worker_stopped:  # else the worker still holds (and later frees) the engine
+                self._engine.close()
+                trim_heap()
+                self.get_logger().info(f'model released: RSS {before:.0f} -> {rss_mb():.0f} MB')
             self._engine = None
-            trim_heap()
-            self.get_logger().info(f'model released: RSS {before:.0f} -> {rss_mb():.0f} MB')
 
     # ================================================================ requests
     def _refusal(self) -> Optional[ChatReply]:
@@ -269,9 +286,22 @@ class ChatNode(LifecycleNode):
 
     def _on_cancel(self, goal_handle) -> CancelResponse:
         job = self._goal_jobs.get(bytes(goal_handle.goal_id.uuid))
-        if job is not None:
-            job.cancel('cancel requested by the client')
+        core = self._core
+        if job is not None and core is not None:
+            core.cancel(job, CLIENT_CANCEL)  # a queued goal is answered now, not after the
+            # running one (see _cancel_accepted for the CANCELING state this races with)
         return CancelResponse.ACCEPT
+
+    @staticmethod
+    def _cancel_accepted(goal_handle, job) -> bool:
+        """True if the client's cancel request was accepted. rclpy moves the goal to
+        CANCELING only after _on_cancel returns, while a queued job cancelled in _on_cancel is
+        finished inside it: wait (briefly, bounded) for that state change."""
+        if job is not None and job.cancel_reason == CLIENT_CANCEL:
+            deadline = time.monotonic() + 2.0
+            while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return goal_handle.is_cancel_requested
 
     async def _on_execute(self, goal_handle):
         self._inflight += 1
@@ -279,6 +309,7 @@ class ChatNode(LifecycleNode):
         try:
             result = LLMChatAction.Result()
             reply = self._refusal()
+            job = None
             if reply is None and goal_handle.is_cancel_requested:
                 reply = ChatReply(error='cancelled before it started', finish_reason='cancelled')
             if reply is None:
@@ -287,10 +318,12 @@ class ChatNode(LifecycleNode):
                 job = self._core.submit(_chat_request(goal_handle.request),
                                         self._generation_settings(), on_text)
                 self._goal_jobs[key] = job
+                if goal_handle.is_cancel_requested:  # cancelled while we were submitting
+                    self._core.cancel(job, CLIENT_CANCEL)
                 reply = await self._await_job(job)
             _fill(result, reply)
             result.time_to_first_token_s = float(reply.time_to_first_token_s)
-            if reply.finish_reason == 'cancelled' and goal_handle.is_cancel_requested:
+            if reply.finish_reason == 'cancelled' and self._cancel_accepted(goal_handle, job):
                 goal_handle.canceled()
             elif reply.success:
                 goal_handle.succeed()

@@ -38,7 +38,7 @@ class ModelLoadError(Exception):
 class ModelConfig:
     model_path: str
     n_ctx: int = 2048
-    n_threads: int = 0           # 0: all cores
+    n_threads: int = 0           # 0: half the cores (at least 1)
     n_threads_batch: int = 0     # 0: same as n_threads
     n_batch: int = 512
     n_gpu_layers: int = 0
@@ -105,7 +105,7 @@ class LlamaEngine:
 
     def __init__(self, config: ModelConfig):
         check_model_file(config.model_path)
-        n_threads = config.n_threads if config.n_threads > 0 else (os.cpu_count() or 1)
+        n_threads = config.n_threads if config.n_threads > 0 else max(1, (os.cpu_count() or 1) // 2)
         n_threads_batch = config.n_threads_batch if config.n_threads_batch > 0 else n_threads
         t0 = time.monotonic()
         try:
@@ -276,6 +276,34 @@ class LlamaEngine:
 _SCHEMA_CHAR_RULE = r'char ::= [^"\\] |'                    # llama-cpp-python's converter
 _JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'      # llama.cpp json.gbnf's string chars
 _CAPTURE_LOCK = threading.Lock()
+# Deepest "( ... )" nesting handed to llama.cpp's grammar parser, which recurses per level: a
+# request schema {"type": "string", "maxLength": 100000} becomes 100000 nested groups and
+# crashed the process (SIGSEGV, stack overflow); 10000 levels still parse. llama.cpp itself
+# refuses such repetitions from about 2000 levels on ("exceeds sane defaults").
+MAX_GBNF_NESTING = 2000
+
+
+def _nesting(gbnf: str) -> int:
+    """Deepest parenthesis nesting of a GBNF text (literals, classes and comments skipped)."""
+    depth = deepest = i = 0
+    n = len(gbnf)
+    while i < n:
+        c = gbnf[i]
+        if c in '"[':
+            close = '"' if c == '"' else ']'
+            i += 1
+            while i < n and gbnf[i] != close:
+                i += 2 if gbnf[i] == '\\' else 1
+        elif c == '#':
+            while i < n and gbnf[i] != '\n':
+                i += 1
+        elif c == '(':
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ')':
+            depth -= 1
+        i += 1
+    return deepest
 
 
 def check_gbnf(gbnf: str) -> None:
@@ -289,6 +317,11 @@ def check_gbnf(gbnf: str) -> None:
     """
     if not gbnf.strip():
         raise ValueError('invalid GBNF grammar: it is empty')
+    depth = _nesting(gbnf) if gbnf.count('(') > MAX_GBNF_NESTING else 0
+    if depth > MAX_GBNF_NESTING:  # llama.cpp's recursive parser would overflow the stack
+        raise ValueError(f'invalid GBNF grammar: groups nest {depth} levels deep, more than '
+                         f'{MAX_GBNF_NESTING} (a JSON schema maxLength/maxItems this large '
+                         'cannot be a grammar)')
     messages: List[str] = []
 
     @llama_cpp.llama_log_callback
@@ -308,12 +341,12 @@ def check_gbnf(gbnf: str) -> None:
             os.close(saved_fd)
             captured.seek(0)
             stderr_text = captured.read().decode('utf-8', 'replace')
-    if sampler:
-        llama_cpp.llama_sampler_free(sampler)
-        return
     if stderr_text:
         sys.stderr.write(stderr_text)
         sys.stderr.flush()
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
+        return
     reasons = [line.strip() for text in [stderr_text] + messages for line in text.splitlines()
                if 'error' in line or 'grammar' in line or 'Undefined' in line]
     reasons = [r.split('error parsing grammar: ', 1)[-1] for r in reasons

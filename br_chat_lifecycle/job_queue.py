@@ -99,6 +99,16 @@ class JobQueue:
             self._cond.notify()
         return job
 
+    def remove(self, job: Job) -> bool:
+        """Take a waiting job out of the line (it will not run); True if it was waiting."""
+        with self._cond:
+            try:
+                self._waiting.remove(job)
+            except ValueError:
+                return False
+            self._cond.notify_all()  # wait_idle() may be waiting for the line to empty
+            return True
+
     def cancel_all(self, reason: str) -> List[Job]:
         """Cancel the running job and every waiting one; return them."""
         with self._cond:

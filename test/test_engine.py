@@ -154,8 +154,17 @@ def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
     expected = expected.replace('\x00', '')
     assert result.text == expected
     assert ''.join(pieces) == result.text
-    multibyte_split = sum(1 for p in tap.pieces if p and p[-1] >= 0x80)
-    assert multibyte_split > 0, 'the test should exercise tokens ending mid-character'
+    def valid(data: bytes) -> bool:
+        try:
+            data.decode('utf-8')
+            return True
+        except UnicodeDecodeError:
+            return False
+    # Tokens that are not valid UTF-8 on their own (a piece of a character, or junk): decoded
+    # one by one they would each become U+FFFD.
+    assert sum(not valid(p) for p in tap.pieces) > 20, 'the test should exercise split bytes'
+    assert any(valid(a + b) and not valid(a) for a, b in zip(tap.pieces, tap.pieces[1:])), \
+        'some character should be split over two tokens'
     for p in pieces:
         p.encode('utf-8')  # a valid str (no lone surrogates)
 

@@ -426,7 +426,7 @@ CLIENT_SCRIPT = textwrap.dedent('''
 def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
     """An action client SIGKILLed after its first feedback: the node keeps serving, the
     orphaned generation ends by itself (the queue drains) and the next request is answered."""
-    rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 5000,
+    rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 1500,
                 'max_queue': 2})
     script = tmp_path / 'doomed_client.py'
     script.write_text(CLIENT_SCRIPT)
@@ -465,7 +465,7 @@ def test_cancel_queued_goal(rigs, tiny_models):
     """A goal queued behind a long one and cancelled before it starts ends 'canceled' with
     finish_reason cancelled and no text - promptly, not after the running one - and the
     running goal is unaffected."""
-    max_tokens = 4000
+    max_tokens = 2000
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': max_tokens,
                 'max_queue': 2})
     running = rig.goal('a long one')
@@ -621,13 +621,14 @@ def test_n_ctx_too_small_for_system_prompt(rigs, tiny_models):
     configure cannot know the prompt a request will use; instead each request that does not
     fit is answered success=false with an error naming n_ctx, and the node keeps serving
     (here: once the system prompt is shortened, requests succeed)."""
-    long_system = ' '.join(['You are a helpful robot assistant, always polite and brief.'] * 12)
+    long_system = ' '.join(['You are a helpful robot assistant, always polite and brief.'] * 40)
     rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 64, 'max_tokens': 16,
                 'system_prompt': long_system})
     assert rig.state() == 'active'
     res = rig.chat('hello')
     assert not res.success and res.finish_reason == 'error', res
-    assert 'n_ctx=64' in res.error and res.prompt_tokens > 48, res
+    # llama.cpp pads the context to a multiple of 256: the error names the real n_ctx
+    assert 'n_ctx=256' in res.error and res.prompt_tokens > 240, res
     status, result = rig.goal('hello').result()
     assert status == 'aborted' and 'n_ctx' in result.error, (status, result)
     rig.set_params(system_prompt='Be brief.')
@@ -679,7 +680,6 @@ REFUSED = [
     ('session_id path', 'hello', {'session_id': '../../etc/passwd'}, 'invalid session_id'),
     ('session_id unicode', 'hello', {'session_id': 'sessión'}, 'invalid session_id'),
     ('session_id 65 chars', 'hello', {'session_id': 'a' * 65}, 'invalid session_id'),
-    ('NUL', 'before\x00after', {}, 'NUL'),
 ]
 
 
@@ -696,26 +696,31 @@ def test_bad_input_is_refused_with_a_reason(smol_rig, case, prompt, fields, expe
         assert status == 'aborted' and expect in result.error, (status, result)
 
 
-ACCEPTED = [
-    ('control char', '\x01hello'),
-    ('ansi escape', '\x1b[31mred text\x1b[0m please'),
-    ('tab', 'a\tb\tc'),
-    ('crlf', 'line one\r\nline two\r\n'),
-    ('mixed scripts', '你好! 👋🏽 مرحبا بك. Привет, ¿qué tal? 🤖'),
-    ('template imitation', SPECIAL_IMITATION),
-    ('64-char session', 'hello'),
+ACCEPTED = [  # (case, prompt, the text the node receives)
+    ('control char', '\x01hello', None),
+    ('ansi escape', '\x1b[31mred text\x1b[0m please', None),
+    ('tab', 'a\tb\tc', None),
+    ('crlf', 'line one\r\nline two\r\n', None),
+    ('mixed scripts', '你好! 👋🏽 مرحبا بك. Привет, ¿qué tal? 🤖', None),
+    ('template imitation', SPECIAL_IMITATION, None),
+    ('64-char session', 'hello', None),
+    # A ROS string is a C string: rosidl's serialization ends it at the first NUL, on the
+    # CLIENT side, so the node never sees the NUL or anything after it (its own NUL check
+    # in chat_core only matters for in-process callers).
+    ('NUL', 'before\x00after', 'before'),
 ]
 
 
-@pytest.mark.parametrize('case,prompt', ACCEPTED, ids=[c[0] for c in ACCEPTED])
-def test_unusual_text_is_answered_as_plain_user_text(smol_rig, smol_engine, case, prompt):
+@pytest.mark.parametrize('case,prompt,received', ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_unusual_text_is_answered_as_plain_user_text(smol_rig, smol_engine, case, prompt,
+                                                     received):
     fields = {'session_id': 'S' * 64, 'reset_session': True} if case == '64-char session' \
         else {}
     res = smol_rig.chat(prompt, **fields)
     assert res.success, res
     assert res.completion_tokens > 0, res
     # the node tokenized exactly what the engine does for this one user message
-    tokens = smol_engine.prompt_tokens([{'role': 'user', 'content': prompt}])
+    tokens = smol_engine.prompt_tokens([{'role': 'user', 'content': received or prompt}])
     assert res.prompt_tokens == len(tokens), (res.prompt_tokens, len(tokens))
     # streamed: feedback concatenates to the reply, UTF-8 intact
     goal = smol_rig.goal(prompt, **fields)
