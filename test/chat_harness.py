@@ -53,6 +53,39 @@ def _proc_field(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
+def wait_until(predicate, what: str, timeout: float = 60.0, period: float = 0.02,
+               raise_: bool = True):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if not raise_:
+                return value
+            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}')
+        time.sleep(period)
+
+
+def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
+    """Call a service; resend when no reply comes. Only for requests that are safe to
+    repeat. Why: a request sent before the server has discovered a brand-new client can be
+    lost (wait_for_service already returns True as soon as the CLIENT knows the server;
+    config/fastdds_services.xml makes this rare, not impossible)."""
+    assert client.wait_for_service(timeout_sec=20.0), f'{what}: service not available'
+    for _ in range(attempts):
+        future = client.call_async(request)
+        deadline = time.monotonic() + per_try
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if future.done():
+            return future.result()
+        client.remove_pending_request(future)
+        print(f'no reply to {what} within {per_try} s: sending it again')
+    raise AssertionError(f'no reply to {what} after {attempts} attempts of {per_try} s')
+
+
 class ChatNodeProcess:
 
     def __init__(self, params: Dict, name: Optional[str] = None, extra_args=()):

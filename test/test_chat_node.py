@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -29,7 +28,8 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import String
 
-from chat_harness import REPO_ROOT, STATUS, TRANSITIONS, ChatNodeProcess, GraphClient
+from chat_harness import (REPO_ROOT, STATUS, TRANSITIONS, ChatNodeProcess, GraphClient,
+                          call_retry, wait_until)
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
@@ -42,18 +42,6 @@ GEN_WAIT_S = 180.0     # bound for a whole generation on a busy 2-core machine
 
 
 # =============================================================================== helpers
-def wait_until(predicate, what: str, timeout: float = WAIT_S, period: float = 0.02,
-               raise_: bool = True):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            if not raise_:
-                return value
-            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}')
-        time.sleep(period)
 
 
 class Node:
@@ -193,21 +181,6 @@ def wait_first_partial(run: Goal, timeout: float = WAIT_S) -> None:
     run.wait_first_partial(timeout)
 
 
-def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
-    """Call a service; resend when no reply comes. Only for requests that are safe to
-    repeat. Why: a request sent before the server has discovered a brand-new client is lost
-    (wait_for_service already returns True as soon as the CLIENT knows the server)."""
-    assert client.wait_for_service(timeout_sec=20.0), f'{what}: service not available'
-    for _ in range(attempts):
-        future = client.call_async(request)
-        deadline = time.monotonic() + per_try
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if future.done():
-            return future.result()
-        client.remove_pending_request(future)
-        print(f'no reply to {what} within {per_try} s: sending it again')
-    raise AssertionError(f'no reply to {what} after {attempts} attempts of {per_try} s')
 
 
 def set_params(graph: GraphClient, node: Node, **values):

@@ -27,7 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.srv import SetParameters
 from lifecycle_msgs.srv import GetState
 
-from chat_harness import REPO_ROOT, STATUS, ChatNodeProcess, GraphClient
+from chat_harness import (REPO_ROOT, STATUS, ChatNodeProcess, GraphClient, call_retry,
+                          wait_until)
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 
@@ -300,31 +301,8 @@ def test_intent_client_reports_a_missing_schema_file_without_ros():
 
 
 # =============================================================================== part 2 helpers
-def wait_until(predicate, what: str, timeout: float = WAIT_S, period: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}')
-        time.sleep(period)
 
 
-def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
-    """Call a service, resending when no reply comes (only for requests safe to repeat): a
-    request sent before the server has discovered a brand-new client can be lost."""
-    assert client.wait_for_service(timeout_sec=20.0), f'{what}: service not available'
-    for _ in range(attempts):
-        future = client.call_async(request)
-        deadline = time.monotonic() + per_try
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if future.done():
-            return future.result()
-        client.remove_pending_request(future)
-        print(f'no reply to {what} within {per_try} s: sending it again')
-    raise AssertionError(f'no reply to {what} after {attempts} attempts of {per_try} s')
 
 
 class IntentNode:
