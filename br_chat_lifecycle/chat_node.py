@@ -14,6 +14,7 @@ they submit a job to ChatCore's single worker thread and ``await`` its completio
 generation blocks neither lifecycle transitions nor other requests.
 """
 import json
+import threading
 import time
 import traceback
 from typing import Dict, Optional
@@ -313,14 +314,17 @@ class ChatNode(LifecycleNode):
             if reply is None and goal_handle.is_cancel_requested:
                 reply = ChatReply(error='cancelled before it started', finish_reason='cancelled')
             if reply is None:
-                def on_text(piece: str) -> None:
-                    goal_handle.publish_feedback(LLMChatAction.Feedback(partial=piece))
+                feedback = FeedbackBatcher(
+                    lambda text: goal_handle.publish_feedback(
+                        LLMChatAction.Feedback(partial=text)),
+                    self._param('feedback_min_interval_s'))
                 job = self._core.submit(_chat_request(goal_handle.request),
-                                        self._generation_settings(), on_text)
+                                        self._generation_settings(), feedback.add)
                 self._goal_jobs[key] = job
                 if goal_handle.is_cancel_requested:  # cancelled while we were submitting
                     self._core.cancel(job, CLIENT_CANCEL)
                 reply = await self._await_job(job)
+                feedback.flush()  # the generation is over: send what is still batched
             _fill(result, reply)
             result.time_to_first_token_s = float(reply.time_to_first_token_s)
             if reply.finish_reason == 'cancelled' and self._cancel_accepted(goal_handle, job):
@@ -370,6 +374,36 @@ class ChatNode(LifecycleNode):
     def _log(self, level: str, message: str) -> None:
         logger = self.get_logger()
         {'error': logger.error, 'warn': logger.warning}.get(level, logger.info)(message)
+
+
+class FeedbackBatcher:
+    """Publishes streamed text as feedback: every piece at once (interval 0, the default), or
+    at most one message per ``interval`` seconds carrying everything generated since the last
+    one (lower client CPU for fast models). ``flush`` sends the rest; nothing is ever lost,
+    so the partials still concatenate to the reply."""
+
+    def __init__(self, publish, interval: float):
+        self._publish = publish
+        self._interval = interval
+        self._pending = []
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, piece: str) -> None:
+        with self._lock:
+            self._pending.append(piece)
+            now = time.monotonic()
+            if self._interval > 0 and now - self._last < self._interval:
+                return
+            self._last = now
+            text, self._pending = ''.join(self._pending), []
+            self._publish(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            text, self._pending = ''.join(self._pending), []
+            if text:
+                self._publish(text)
 
 
 def _chat_request(msg) -> ChatRequest:

@@ -82,6 +82,11 @@ PARAMS: Sequence[Param] = (
     Param('deactivate_timeout_s', 5.0,
           'How long deactivate/cleanup wait for the running generation to stop.',
           check=_min(0.0)),
+    Param('feedback_min_interval_s', 0.0,
+          'Action feedback batching: 0 = one feedback per new piece of text; > 0 = at most '
+          'one feedback per this many seconds carrying all text since the last (less client '
+          'CPU for fast models; the partials still concatenate to the reply).', when='live',
+          check=_min(0.0)),
     # --- structured output (read on configure) -------------------------------------------
     Param('response_format', 'text',
           'Default output format: text | json (any JSON object) | json_schema (needs '

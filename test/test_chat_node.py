@@ -704,6 +704,24 @@ def test_utf8_stream_tiny_random_bytes(graph, tiny_node):
     assert ''.join(run.partials).count('\ufffd') == result.response.count('\ufffd')
 
 
+def test_feedback_batching_sends_fewer_partials_and_loses_nothing(graph, tiny_node):
+    set_ok(graph, tiny_node, max_tokens=600, temperature=1.0, seed=3,
+           feedback_min_interval_s=0.0)
+    per_token = send_goal(graph, tiny_node, 'batch me')
+    status, unbatched = goal_result(per_token)
+    assert status == 'succeeded'
+    set_ok(graph, tiny_node, feedback_min_interval_s=0.05)
+    try:
+        batched_run = send_goal(graph, tiny_node, 'batch me')
+        status, batched = goal_result(batched_run)   # waits until partials == response
+    finally:
+        set_ok(graph, tiny_node, feedback_min_interval_s=0.0)
+    assert status == 'succeeded'
+    assert batched.completion_tokens == unbatched.completion_tokens == 600
+    assert 1 <= len(batched_run.partials) < len(per_token.partials)
+    assert ''.join(batched_run.partials) == batched.response
+
+
 # =============================================================================== 13 memory
 def test_cleanup_returns_the_memory_and_joins_the_worker(graph, start_node, tiny_model_path,
                                                          default_model_path):
