@@ -115,6 +115,9 @@ PLAN_SHUTDOWN_FINALIZE = {'unconfigured': [UNCONFIGURED_SHUTDOWN],
 DIAGNOSTIC_TASK = 'Lifecycle manager'
 
 
+GET_STATE_ATTEMPTS = 3
+
+
 class ShuttingDown(Exception):
     """The manager's context is shutting down (Ctrl-C): abandon the running sequence quietly."""
 
@@ -450,10 +453,18 @@ class LifecycleManager(Node):
             self._set_known(fqn, UNREACHABLE)
             return None, (f'service {fqn}/get_state not available after {_secs(wait_s)} s '
                           '(is the node running?)')
-        response = self._call(client, GetState.Request(), self._get_state_timeout)
+        # get_state is idempotent: ask again when no answer comes. The first reply to a
+        # client that a just-started node has not fully discovered yet can be dropped by the
+        # middleware (rmw_fastrtps "failed to send response (timeout)"), so one silence is
+        # not proof that the node is gone.
+        for _attempt in range(GET_STATE_ATTEMPTS):
+            response = self._call(client, GetState.Request(), self._get_state_timeout)
+            if response is not None:
+                break
         if response is None:
             self._set_known(fqn, UNREACHABLE)
-            return None, f'no answer to get_state within {_secs(self._get_state_timeout)} s'
+            return None, (f'no answer to get_state ({GET_STATE_ATTEMPTS} attempts of '
+                          f'{_secs(self._get_state_timeout)} s)')
         label = STATE_LABELS.get(response.current_state.id, response.current_state.label)
         self._set_known(fqn, label)
         return label, None
