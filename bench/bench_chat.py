@@ -137,7 +137,8 @@ class Node:
     (here: it timestamps the first and last feedback of each goal). One feedback subscription,
     as in any real client - the client's per-message work is part of what is measured."""
 
-    def __init__(self, graph, model, n_ctx, n_threads, max_tokens, seed):
+    def __init__(self, graph, model, n_ctx, n_threads, max_tokens, seed,
+                 feedback_interval=0.0):
         uid = uuid.uuid4().hex[:8]
         self.graph = graph
         self.service = f'bench_chat_{uid}'
@@ -147,6 +148,7 @@ class Node:
             'max_tokens': max_tokens, 'temperature': 0.0, 'top_k': 40, 'top_p': 0.9,
             'min_p': 0.05, 'repeat_penalty': 1.0, 'seed': seed, 'max_queue': 16,
             'chat_service_name': self.service, 'chat_action_name': self.action,
+            'feedback_min_interval_s': float(feedback_interval),
         }, name=f'bench_node_{uid}')
         self.name = self.proc.name
         node = graph.node
@@ -402,7 +404,7 @@ def render(cfg, s, thr):
         '',
         f'Model `{os.path.basename(cfg["model"])}`, {cfg["cpus"]} CPUs, n_threads '
         f'{cfg["n_threads"]}, n_ctx {cfg["n_ctx"]}, greedy, max_tokens {cfg["max_tokens"]}, '
-        f'seed {cfg["seed"]}; {cfg["n_prompts"]} prompts x {cfg["rounds"]} rounds, medians. '
+        f'seed {cfg["seed"]}, feedback_min_interval_s {cfg["feedback_interval_s"]}; {cfg["n_prompts"]} prompts x {cfg["rounds"]} rounds, medians. '
         f'Raw path: `Llama.create_chat_completion(stream=True)`. Load avg at start '
         f'{cfg["loadavg_start"]}, at end {cfg["loadavg_end"]}.',
         '',
@@ -461,6 +463,8 @@ def main(argv=None):
                     help="0 = the node's default (half the cores, at least 1; also "
                          "llama-cpp-python's own default)")
     ap.add_argument('--seed', type=int, default=42)
+    ap.add_argument('--feedback-interval', type=float, default=0.0,
+                    help="the node's feedback_min_interval_s (0: one feedback per piece)")
     ap.add_argument('--quick', action='store_true', help='reduced run (< 1 minute)')
     ap.add_argument('--out', default=str(REPO / 'bench' / 'results'))
     args = ap.parse_args(argv)
@@ -470,7 +474,7 @@ def main(argv=None):
     cfg = dict(
         mode='quick' if quick else 'full', model=args.model, n_ctx=args.n_ctx,
         n_threads=args.n_threads or max(1, (os.cpu_count() or 1) // 2), cpus=os.cpu_count(),
-        seed=args.seed,
+        seed=args.seed, feedback_interval_s=args.feedback_interval,
         max_tokens=args.max_tokens or (32 if quick else 128),
         rounds=args.rounds or (1 if quick else 3),
         n_prompts=args.prompts or (2 if quick else 5),
@@ -487,7 +491,7 @@ def main(argv=None):
     raw = Raw(args.model, cfg['n_ctx'], cfg['n_threads'])
     graph = GraphClient(f'bench_client_{uuid.uuid4().hex[:6]}')
     node = Node(graph, args.model, cfg['n_ctx'], cfg['n_threads'], cfg['max_tokens'],
-                args.seed)
+                args.seed, args.feedback_interval)
     rc = None
     try:
         assert graph.get_state(node.name, timeout=30) == 'unconfigured'
