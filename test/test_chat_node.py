@@ -36,7 +36,9 @@ from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
 
-VENDOR_DIR = REPO_ROOT.parent / 'shared' / 'vendor_docs'
+SHARED_VENDOR_DIR = REPO_ROOT.parent / 'shared' / 'vendor_docs'
+VENDOR_COPIES = REPO_ROOT / 'test' / 'vendor_clients'   # verbatim copies (see its README)
+VENDOR_DIR = SHARED_VENDOR_DIR if SHARED_VENDOR_DIR.is_dir() else VENDOR_COPIES
 WAIT_S = 60.0          # generous bound for anything that should happen "at once"
 GEN_WAIT_S = 180.0     # bound for a whole generation on a busy 2-core machine
 
@@ -436,6 +438,13 @@ def test_service_answers_sensibly(graph, smol_node):
     assert reply.finish_reason in ('stop', 'length')
     assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
     assert reply.latency_s > 0
+
+
+def test_vendor_copies_are_verbatim():
+    if not SHARED_VENDOR_DIR.is_dir():
+        pytest.skip(f'{SHARED_VENDOR_DIR} is absent: the in-repo copies are used')
+    for name in ('llm_client.py', 'llm_client_action.py'):
+        assert (VENDOR_COPIES / name).read_bytes() == (SHARED_VENDOR_DIR / name).read_bytes()
 
 
 def test_vendor_service_client_verbatim(smol_node):
