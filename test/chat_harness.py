@@ -54,8 +54,9 @@ def _proc_field(pid: int, field: str) -> int:
 
 
 def wait_until(predicate, what: str, timeout: float = 60.0, period: float = 0.02,
-               raise_: bool = True):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout``."""
+               raise_: bool = True, log=None):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout``.
+    ``log``: optional callable returning a node log, whose tail the timeout error shows."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -64,7 +65,8 @@ def wait_until(predicate, what: str, timeout: float = 60.0, period: float = 0.02
         if time.monotonic() > deadline:
             if not raise_:
                 return value
-            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}')
+            tail = f'\n--- node log tail ---\n{log()[-3000:]}' if log else ''
+            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}{tail}')
         time.sleep(period)
 
 

@@ -34,7 +34,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import ChatNodeProcess, GraphClient, STATUS  # noqa: E402
+from chat_harness import ChatNodeProcess, GraphClient, STATUS, wait_until  # noqa: E402
 from tiny_gguf import write_tiny_model  # noqa: E402
 
 from rclpy.action import ActionClient  # noqa: E402
@@ -53,18 +53,6 @@ pytestmark = pytest.mark.reliability
 # drops for us; what can overflow is THIS history while the Python executor lags behind a
 # fast stream (the tiny model streams thousands of tokens/s). Deep enough for every test.
 FEEDBACK_QOS = QoSProfile(depth=20000, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def wait_until(predicate, timeout, what, period=0.02, rig=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = ('\n--- node log tail ---\n' + rig.log()[-3000:]) if rig else ''
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}{tail}')
-        time.sleep(period)
 
 
 # ====================================================================== fixtures
@@ -199,7 +187,7 @@ class Rig:
                 if t >= since and predicate(snap):
                     return snap
             return None
-        return wait_until(find, timeout, 'a matching ~/stats message', rig=self)
+        return wait_until(find, 'a matching ~/stats message', timeout, log=self.log)
 
     # ---------------------------------------------------------------- chat
     def call_async(self, prompt, **fields):
@@ -260,7 +248,7 @@ class Goal:
 
     def wait_feedback(self, timeout=20.0):
         assert self.accepted(), 'goal was rejected'
-        wait_until(lambda: self.partials, timeout, 'first feedback', rig=self.rig)
+        wait_until(lambda: self.partials, 'first feedback', timeout, log=self.rig.log)
 
     def cancel(self, timeout=20.0):
         assert self.accepted()
@@ -272,10 +260,8 @@ class Goal:
         assert self.accepted(), 'goal was rejected'
         res = GraphClient.wait_future(self._result, timeout, 'goal result')
         text = res.result.response
-        try:
-            wait_until(lambda: ''.join(self.partials) == text, 10.0, 'all feedback')
-        except AssertionError:
-            pass  # the caller's comparison reports the difference
+        # No raise: the caller's comparison reports any difference.
+        wait_until(lambda: ''.join(self.partials) == text, 'all feedback', 10.0, raise_=False)
         return STATUS.get(res.status, str(res.status)), res.result
 
 
@@ -614,7 +600,7 @@ def test_model_file_deleted_or_junk_between_cleanup_and_configure(rigs, tiny_mod
         assert rig.state() == 'unconfigured'
         line = wait_until(lambda: next((ln for ln in rig.log()[mark:].splitlines()
                                         if 'configure failed' in ln), None),
-                          10, 'the configure failure log line', rig=rig)
+                          'the configure failure log line', 10, log=rig.log)
         assert str(model) in line and expect in line, line
         snap = rig.stats(since=t, predicate=lambda s: s['configure_error'])
         assert str(model) in snap['configure_error'], snap
