@@ -157,8 +157,9 @@ class ChatCore:
     def _handle(self, job: Job) -> None:
         work: _Work = job.payload
         req = work.request
+        perf = {}  # generation timings for the statistics, filled by _serve
         try:
-            reply = self._serve(job, work)
+            reply = self._serve(job, work, perf)
         except Exception as e:  # a failed generation must not kill the worker
             error = f'generation failed: {type(e).__name__}: {e}'
             self._log('error', error)
@@ -169,10 +170,10 @@ class ChatCore:
             'cancelled' if reply.finish_reason == 'cancelled' else 'failed')
         self.stats.record(outcome, reply.latency_s, error=reply.error,
                           ttft_s=reply.time_to_first_token_s if reply.completion_tokens else None,
-                          **getattr(job, '_perf', {}))
+                          **perf)
         job.finish(reply)
 
-    def _serve(self, job: Job, work: _Work) -> ChatReply:
+    def _serve(self, job: Job, work: _Work, perf: dict) -> ChatReply:
         req, settings = work.request, work.settings
         if job.cancelled:
             return ChatReply(error=f'cancelled before it started ({job.cancel_reason})',
@@ -208,9 +209,9 @@ class ChatCore:
         result = self.engine.generate(
             tokens, sampling, on_text=work.on_text, should_stop=lambda: job.cancelled,
             grammar=work.fmt.grammar)
-        job._perf = dict(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
-                         prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
-                         prompt_s=result.prompt_eval_s)
+        perf.update(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
+                    prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
+                    prompt_s=result.prompt_eval_s)
         reply = ChatReply(
             response=result.text, finish_reason=result.finish_reason,
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,

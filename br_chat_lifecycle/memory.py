@@ -1,7 +1,6 @@
-"""Process memory and thread readings from /proc (Linux), plus returning freed heap to the OS."""
+"""Process memory (RSS) from /proc (Linux), plus returning freed heap to the OS."""
 import ctypes
 import ctypes.util
-import os
 
 
 def _status_field(field: str, pid: int = 0) -> int:
@@ -21,10 +20,6 @@ def rss_mb(pid: int = 0) -> float:
     return _status_field('VmRSS', pid) / 1024.0
 
 
-def thread_count(pid: int = 0) -> int:
-    return _status_field('Threads', pid)
-
-
 def trim_heap() -> None:
     """Ask glibc to give freed heap pages back to the OS (no-op elsewhere)."""
     try:
@@ -32,7 +27,3 @@ def trim_heap() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1
