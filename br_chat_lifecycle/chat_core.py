@@ -39,6 +39,7 @@ class ChatReply:
     completion_tokens: int = 0
     latency_s: float = 0.0
     time_to_first_token_s: float = 0.0
+    cached_prompt_tokens: int = 0
 
 
 @dataclass
@@ -54,14 +55,15 @@ class GenerationSettings:
     """The live settings for one request (snapshotted when it is submitted)."""
     sampling: SamplingParams
     system_prompt: str = ''
+    max_generation_s: float = 300.0
 
 
 @dataclass
 class _Work:
     request: ChatRequest
     settings: GenerationSettings
-    fmt: OutputFormat
     on_text: Optional[Callable[[str], None]]
+    fmt: Optional[OutputFormat] = None  # resolved on the worker thread (may take a while)
 
 
 class ChatCore:
@@ -89,15 +91,11 @@ class ChatCore:
                on_text: Optional[Callable[[str], None]] = None) -> Job:
         job = Job(None)
         error = self._validate(request)
-        fmt = None
-        if error is None:
-            try:
-                fmt = self.formats.resolve(request.response_format, request.json_schema)
-            except ValueError as e:
-                error = str(e)
         if error is not None:
             return self._finish_now(job, request, error, refused=False)
-        job.payload = _Work(request, settings, fmt, on_text)
+        # The output format (a JSON schema becomes a grammar) is resolved on the worker: a
+        # callback thread never spends more than a moment here.
+        job.payload = _Work(request, settings, on_text)
         try:
             self._queue.submit(job)
         except QueueFull as e:
@@ -178,6 +176,10 @@ class ChatCore:
         if job.cancelled:
             return ChatReply(error=f'cancelled before it started ({job.cancel_reason})',
                              finish_reason='cancelled')
+        try:
+            work.fmt = self.formats.resolve(req.response_format, req.json_schema)
+        except ValueError as e:
+            return ChatReply(error=str(e), finish_reason='error')
         if req.reset_session and req.session_id:
             self.sessions.reset(req.session_id)
         if not req.prompt.strip():
@@ -206,15 +208,22 @@ class ChatCore:
                               f'to fit n_ctx={self.engine.n_ctx}')
 
         started = time.monotonic()
-        result = self.engine.generate(
-            tokens, sampling, on_text=work.on_text, should_stop=lambda: job.cancelled,
-            grammar=work.fmt.grammar)
+        deadline = started + settings.max_generation_s
+
+        def should_stop() -> bool:
+            if not job.cancelled and time.monotonic() > deadline:
+                job.cancel(f'stopped after max_generation_s={settings.max_generation_s:g} s')
+            return job.cancelled
+
+        result = self.engine.generate(tokens, sampling, on_text=work.on_text,
+                                      should_stop=should_stop, grammar=work.fmt.grammar)
         perf.update(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
                     prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
                     prompt_s=result.prompt_eval_s)
         reply = ChatReply(
             response=result.text, finish_reason=result.finish_reason,
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            cached_prompt_tokens=result.reused_prompt_tokens,
             time_to_first_token_s=(started - req.received + result.first_text_s
                                    if result.first_text_s is not None else 0.0))
         if result.finish_reason == 'cancelled':

@@ -14,17 +14,20 @@ they submit a job to ChatCore's single worker thread and ``await`` its completio
 generation blocks neither lifecycle transitions nor other requests.
 """
 import json
+import signal
 import threading
 import time
 import traceback
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Set
 
 import rclpy
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action import CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.task import Future
 from std_msgs.msg import String
@@ -38,13 +41,33 @@ from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import rss_mb, trim_heap
+from .reply_tracking import ChatActionServer, ReplyTracker, track_service
 from .stats import ChatStats
 from .structured_output import FormatResolver
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 CLIENT_CANCEL = 'cancel requested by the client'
-REPLY_GRACE_S = 0.2  # see _stop_work
+# Requests and replies of chat_service and of chat_action's goal/cancel/result services. ROS's
+# default service QoS keeps only 10 samples: a burst of 24 simultaneous calls lost 14 of them
+# silently (requests never taken, responses overwritten). KEEP_ALL loses none; the node drains
+# the queue at once (requests beyond capacity are refused with an answer, not left waiting).
+SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+# Every partial matters (they concatenate to the reply): keep a deep feedback history so a
+# briefly slow client does not lose feedback samples (default depth is 10).
+FEEDBACK_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+CLIENT_CHECK_PERIOD_S = 0.5
+
+
+@dataclass
+class _RunningGoal:
+    """An accepted goal while its execute callback runs (for cancel and departed clients)."""
+    handle: object
+    job: object = None
+    started: float = field(default_factory=time.monotonic)
+    clients_seen: Set[bytes] = field(default_factory=set)  # feedback subscribers seen
+    alone_since: Optional[float] = None
 
 
 class ChatNode(LifecycleNode):
@@ -66,8 +89,11 @@ class ChatNode(LifecycleNode):
         self._active = False
         self.lifecycle_state = 'unconfigured'
         self.configure_error = ''
-        self._inflight = 0
-        self._goal_jobs: Dict[bytes, object] = {}
+        self._replies = ReplyTracker()      # replies not yet handed to rclpy
+        self._goals: Dict[bytes, _RunningGoal] = {}
+        self._goals_lock = threading.Lock()
+        self._feedback_topic = ''
+        self._client_timer = None
         self.baseline_rss_mb = rss_mb()
         # Created once per node: diagnostic_updater declares a parameter and has no destroy.
         self._updater = make_updater(self)
@@ -98,7 +124,8 @@ class ChatNode(LifecycleNode):
                 top_p=self._param('top_p'), top_k=self._param('top_k'),
                 min_p=self._param('min_p'), repeat_penalty=self._param('repeat_penalty'),
                 seed=self._param('seed'), stop=tuple(s for s in stop if s)),
-            system_prompt=self._param('system_prompt'))
+            system_prompt=self._param('system_prompt'),
+            max_generation_s=self._param('max_generation_s'))
 
     # ================================================================ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -114,6 +141,7 @@ class ChatNode(LifecycleNode):
         errors = settings.validate(values)
         if errors:
             return self._configure_failed('invalid parameters: ' + '; '.join(errors))
+        self._warn_if_name_taken()
         path = values['model_path'] or settings.default_model_path()
         before = rss_mb()
         try:
@@ -136,28 +164,46 @@ class ChatNode(LifecycleNode):
             max_queue=values['max_queue'], max_prompt_chars=values['max_prompt_chars'],
             max_sessions=values['max_sessions'],
             max_session_turns=values['max_session_turns']), formats, self.stats, self._log)
-        self._service = self.create_service(
-            LLMChat, values['chat_service_name'], self._on_service, callback_group=self._group)
-        self._action = ActionServer(
+        self._service = track_service(self.create_service(
+            LLMChat, values['chat_service_name'], self._on_service, qos_profile=SERVICE_QOS,
+            callback_group=self._group), self._replies)
+        self._action = ChatActionServer(
             self, LLMChatAction, values['chat_action_name'], execute_callback=self._on_execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-            callback_group=self._group,
-            # Every partial matters (they concatenate to the reply): keep a deep history so a
-            # briefly slow client does not lose feedback samples (default depth is 10).
-            feedback_pub_qos_profile=QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+            callback_group=self._group, goal_service_qos_profile=SERVICE_QOS,
+            result_service_qos_profile=SERVICE_QOS, cancel_service_qos_profile=SERVICE_QOS,
+            feedback_pub_qos_profile=FEEDBACK_QOS,
+            tracker=self._replies, on_cancel_processed=self._cancel_requested_goals)
+        action_name = self.resolve_topic_name(values['chat_action_name'])
+        self._feedback_topic = f'{action_name}/_action/feedback'
+        if values['departed_client_grace_s'] > 0:
+            self._client_timer = self.create_timer(
+                CLIENT_CHECK_PERIOD_S, self._check_departed_clients, callback_group=self._group)
         info = engine.info
         self._updater.setHardwareID(info.path.rsplit('/', 1)[-1])
         self.configure_error = ''
         self.lifecycle_state = 'inactive'
         self.get_logger().info(
             f'configured: loaded {info.path} ({info.file_size_bytes / 1e6:.1f} MB) in '
-            f'{info.load_time_s:.2f} s; n_ctx={info.n_ctx} (trained {info.n_ctx_train}), '
-            f'n_threads={info.n_threads}, chat template from {info.chat_template_source}, '
-            f'output format {formats.description}; RSS {before:.0f} -> {rss_mb():.0f} MB; '
-            f'serving {self.resolve_service_name(values["chat_service_name"])} and '
-            f'{self.resolve_topic_name(values["chat_action_name"])} once active')
+            f'{info.load_time_s:.2f} s; n_ctx={info.n_ctx} (trained {info.n_ctx_train}; '
+            f'context ~{engine.context_mb:.0f} MB), n_threads={info.n_threads}, chat template '
+            f'from {info.chat_template_source}, output format {formats.description}; RSS '
+            f'{before:.0f} -> {rss_mb():.0f} MB; serving '
+            f'{self.resolve_service_name(values["chat_service_name"])} and {action_name} once '
+            'active')
         self._updater.force_update()
         return SUCCESS
+
+    def _warn_if_name_taken(self) -> None:
+        """Two nodes with one name share lifecycle services and parameters: ``ros2 lifecycle
+        set`` and the manager then reach either of them. ROS allows it; say so loudly."""
+        me = (self.get_name(), self.get_namespace())
+        twins = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
+        if twins > 1:
+            self.get_logger().warning(
+                f'{twins} nodes are named {self.get_fully_qualified_name()} on this graph: '
+                'lifecycle transitions, parameters and chat requests may reach the other one; '
+                'give each node its own name (--ros-args -r __node:=<name>)')
 
     def _configure_failed(self, reason: str, detail: str = '') -> TransitionCallbackReturn:
         self.configure_error = reason
@@ -175,8 +221,12 @@ class ChatNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
+        if not self._stop_work('node deactivated'):
+            # Never report "inactive" while a generation still runs: stay active.
+            self._active = True
+            self._updater.force_update()
+            return FAILURE
         self.lifecycle_state = 'inactive'
-        self._stop_work('node deactivated')
         self.get_logger().info('deactivated: not serving')
         self._updater.force_update()
         return super().on_deactivate(state)
@@ -200,31 +250,33 @@ class ChatNode(LifecycleNode):
         self.lifecycle_state = 'unconfigured'
         return SUCCESS
 
-    def _stop_work(self, reason: str) -> None:
-        """Cancel the running and queued generations and wait (bounded) for them to end."""
+    def _stop_work(self, reason: str) -> bool:
+        """Cancel the running and queued generations, wait (bounded) until they have ended and
+        their replies are handed to rclpy. False if a generation is still running."""
         if self._core is None:
-            return
+            return True
         jobs = self._core.cancel_all(reason)
         timeout = self._param('deactivate_timeout_s')
-        if not self._core.wait_idle(timeout):
-            self.get_logger().error(f'generation still running {timeout} s after cancel')
-        # Let the service/action callbacks hand their replies to the clients.
-        busy = bool(jobs) or self._inflight > 0
         deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if busy:
-            # The callbacks have returned, but rclpy sends the service response right after
-            # and the action result from a further executor task: give those a moment, or
-            # cleanup/shutdown destroys the servers first and the replies are lost.
-            time.sleep(REPLY_GRACE_S)
+        stopped = self._core.wait_idle(timeout)
+        if not stopped:
+            self.get_logger().error(
+                f'{reason}: a generation is still running {timeout} s after it was cancelled '
+                '(deactivate_timeout_s)')
+        if not self._replies.wait_idle(max(0.0, deadline - time.monotonic())):
+            self.get_logger().warning(
+                f'{reason}: {self._replies.pending} reply(ies) not yet sent after {timeout} s')
         if jobs:
             self.get_logger().info(f'{reason}: cancelled {len(jobs)} request(s)')
+        return stopped
 
-    def _teardown(self) -> None:
+    def _teardown(self, reason: str = 'node cleaning up') -> None:
         """Release everything configure created; safe to call in any state, repeatedly."""
         self._active = False
-        self._stop_work('node cleaning up')
+        self._stop_work(reason)
+        if self._client_timer is not None:
+            self.destroy_timer(self._client_timer)
+            self._client_timer = None
         if self._action is not None:
             self._action.destroy()
             self._action = None
@@ -248,6 +300,13 @@ class ChatNode(LifecycleNode):
                 self.get_logger().info(f'model released: RSS {before:.0f} -> {rss_mb():.0f} MB')
             self._engine = None
 
+    def shutdown_on_signal(self, signame: str) -> None:
+        """SIGINT/SIGTERM: answer every running and queued request (success=false, the reason),
+        make sure the replies are sent, free the model. The executor must still be spinning."""
+        self.get_logger().info(f'{signame}: shutting down')
+        self._teardown(f'node shutting down ({signame})')
+        self.lifecycle_state = 'finalized'
+
     # ================================================================ requests
     def _refusal(self) -> Optional[ChatReply]:
         if self._active and self._core is not None:
@@ -267,16 +326,17 @@ class ChatNode(LifecycleNode):
         return await future
 
     async def _on_service(self, request, response):
-        self._inflight += 1
+        self._replies.begin()  # ended by track_service once the response is sent
         try:
             reply = self._refusal()
             if reply is None:
                 job = self._core.submit(_chat_request(request), self._generation_settings())
                 reply = await self._await_job(job)
-            _fill(response, reply)
-            return response
-        finally:
-            self._inflight -= 1
+        except Exception as e:  # never leave a client without an answer
+            self.get_logger().error(f'chat_service: {type(e).__name__}: {e}')
+            reply = ChatReply(error=f'internal error: {type(e).__name__}: {e}')
+        _fill(response, reply)
+        return response
 
     def _on_goal(self, goal) -> GoalResponse:
         if self._active and self._core is not None:
@@ -286,57 +346,94 @@ class ChatNode(LifecycleNode):
         return GoalResponse.REJECT
 
     def _on_cancel(self, goal_handle) -> CancelResponse:
-        job = self._goal_jobs.get(bytes(goal_handle.goal_id.uuid))
-        core = self._core
-        if job is not None and core is not None:
-            core.cancel(job, CLIENT_CANCEL)  # a queued goal is answered now, not after the
-            # running one (see _cancel_accepted for the CANCELING state this races with)
+        # The job is cancelled in _cancel_requested_goals, once rclpy has moved the goal to
+        # CANCELING (only then may the execute callback report it canceled).
         return CancelResponse.ACCEPT
 
-    @staticmethod
-    def _cancel_accepted(goal_handle, job) -> bool:
-        """True if the client's cancel request was accepted. rclpy moves the goal to
-        CANCELING only after _on_cancel returns, while a queued job cancelled in _on_cancel is
-        finished inside it: wait (briefly, bounded) for that state change."""
-        if job is not None and job.cancel_reason == CLIENT_CANCEL:
-            deadline = time.monotonic() + 2.0
-            while not goal_handle.is_cancel_requested and time.monotonic() < deadline:
-                time.sleep(0.001)
-        return goal_handle.is_cancel_requested
+    def _cancel_requested_goals(self) -> None:
+        """A cancel request has been processed: cancel the jobs of the goals now CANCELING (a
+        running one stops within a token or prompt chunk; a queued one is answered now)."""
+        core = self._core
+        with self._goals_lock:
+            goals = list(self._goals.values())
+        for goal in goals:
+            if goal.job is not None and core is not None and goal.handle.is_cancel_requested:
+                core.cancel(goal.job, CLIENT_CANCEL)
 
     async def _on_execute(self, goal_handle):
-        self._inflight += 1
         key = bytes(goal_handle.goal_id.uuid)
+        result = LLMChatAction.Result()
+        goal = _RunningGoal(goal_handle)
         try:
-            result = LLMChatAction.Result()
             reply = self._refusal()
-            job = None
             if reply is None and goal_handle.is_cancel_requested:
                 reply = ChatReply(error='cancelled before it started', finish_reason='cancelled')
             if reply is None:
                 feedback = FeedbackBatcher(
-                    lambda text: goal_handle.publish_feedback(
-                        LLMChatAction.Feedback(partial=text)),
+                    lambda text: self._publish_feedback(goal_handle, text),
                     self._param('feedback_min_interval_s'))
-                job = self._core.submit(_chat_request(goal_handle.request),
-                                        self._generation_settings(), feedback.add)
-                self._goal_jobs[key] = job
+                goal.job = self._core.submit(_chat_request(goal_handle.request),
+                                             self._generation_settings(), feedback.add)
+                with self._goals_lock:
+                    self._goals[key] = goal
                 if goal_handle.is_cancel_requested:  # cancelled while we were submitting
-                    self._core.cancel(job, CLIENT_CANCEL)
-                reply = await self._await_job(job)
+                    self._core.cancel(goal.job, CLIENT_CANCEL)
+                reply = await self._await_job(goal.job)
                 feedback.flush()  # the generation is over: send what is still batched
-            _fill(result, reply)
-            result.time_to_first_token_s = float(reply.time_to_first_token_s)
-            if reply.finish_reason == 'cancelled' and self._cancel_accepted(goal_handle, job):
-                goal_handle.canceled()
-            elif reply.success:
-                goal_handle.succeed()
-            else:
-                goal_handle.abort()
-            return result
+        except Exception as e:  # never leave a goal without a result
+            self.get_logger().error(f'chat_action: {type(e).__name__}: {e}')
+            reply = ChatReply(error=f'internal error: {type(e).__name__}: {e}')
         finally:
-            self._goal_jobs.pop(key, None)
-            self._inflight -= 1
+            with self._goals_lock:
+                self._goals.pop(key, None)
+        _fill(result, reply)
+        result.time_to_first_token_s = float(reply.time_to_first_token_s)
+        if reply.finish_reason == 'cancelled' and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif reply.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _publish_feedback(self, goal_handle, text: str) -> None:
+        try:
+            goal_handle.publish_feedback(LLMChatAction.Feedback(partial=text))
+        except Exception as e:  # context shut down under us: the result still carries it all
+            self.get_logger().debug(f'feedback not published: {e}')
+
+    def _check_departed_clients(self) -> None:
+        """Cancel goals whose action client has left the graph.
+
+        ROS does not say which client sent a goal (rclpy exposes no request writer GUID), only
+        which subscribers the feedback topic has. Every action client subscribes to it, so the
+        goal's client is among the subscribers seen while the goal runs; when none of those is
+        left for departed_client_grace_s, the client is certainly gone. A goal whose client
+        died while other clients stay connected cannot be told apart: max_generation_s bounds
+        it."""
+        with self._goals_lock:
+            goals = [g for g in self._goals.values() if g.job is not None]
+        if not goals or self._core is None:
+            return
+        try:
+            present = {bytes(info.endpoint_gid)
+                       for info in self.get_subscriptions_info_by_topic(self._feedback_topic)}
+        except Exception:  # graph query failed (shutting down): try again next period
+            return
+        grace = self._param('departed_client_grace_s')
+        now = time.monotonic()
+        for goal in goals:
+            goal.clients_seen |= present
+            if goal.clients_seen & present:
+                goal.alone_since = None
+                continue
+            goal.alone_since = goal.alone_since or now
+            if now - goal.alone_since >= grace and not goal.job.cancelled:
+                self.get_logger().warning(
+                    f'goal {bytes(goal.handle.goal_id.uuid).hex()[:8]}: its action client left (no feedback subscriber for {grace:.1f} s): '
+                    'stopping its generation')
+                self._core.cancel(goal.job, f'the action client left (no feedback subscriber '
+                                            f'for {grace:.1f} s)')
 
     # ================================================================ diagnostics
     def snapshot(self) -> dict:
@@ -420,22 +517,56 @@ def _fill(msg, reply: ChatReply) -> None:
     msg.prompt_tokens = int(reply.prompt_tokens)
     msg.completion_tokens = int(reply.completion_tokens)
     msg.latency_s = float(reply.latency_s)
+    msg.cached_prompt_tokens = int(reply.cached_prompt_tokens)
 
 
 def main(args=None):
-    rclpy.init(args=args)
+    """Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
+
+    rclpy's own signal handler would shut the context down at once: running and queued
+    requests would get no reply and the node could not send any. So the signals are handled
+    here: the executor keeps spinning in a thread while the node answers everything
+    (success=false, "node shutting down (SIGTERM)"), sends the replies and frees the model;
+    then the process exits (within about a second; a cancel takes effect within a token or a
+    prompt chunk).
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ChatNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    received = []
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if not received:
+            received.append(signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+    def spin():
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            stop.set()
+
+    spinner = threading.Thread(target=spin, name='executor', daemon=True)
+    spinner.start()
+    while not stop.wait(1.0):  # wakes for signals at once (the handler sets the event)
         pass
+    try:
+        if received:
+            node.shutdown_on_signal(received[0])
+        else:
+            node._teardown()  # the context was shut down from outside
     finally:
-        node._teardown()  # free the model and join the worker whatever the state
-        executor.shutdown(timeout_sec=2.0)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        spinner.join(2.0)
 
 
 if __name__ == '__main__':

@@ -101,10 +101,101 @@ def check_model_file(path: str) -> None:
             f'not a GGUF model file (magic {magic!r}, expected {GGUF_MAGIC!r}): {path}')
 
 
+@dataclass
+class ModelShape:
+    """What the GGUF metadata says about the sizes that decide the context's memory."""
+    architecture: str
+    n_ctx_train: int
+    n_layer: int
+    n_head_kv: int
+    key_length: int
+    value_length: int
+    n_vocab: int
+
+    def kv_bytes(self, n_ctx: int) -> int:
+        """Bytes of the f16 KV cache for ``n_ctx`` tokens (llama.cpp's default cache type)."""
+        return n_ctx * self.n_layer * self.n_head_kv * (self.key_length + self.value_length) * 2
+
+
+def read_model_shape(path: str) -> ModelShape:
+    """Read the context-relevant sizes from the GGUF metadata without loading any weights
+    (llama.cpp's vocab-only load: ~0.1 s). Missing keys read as 0."""
+    from llama_cpp._logger import set_verbose
+    set_verbose(False)  # the vocab-only load logs every metadata key at INFO
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(path.encode('utf-8'), params)
+    if not model:
+        raise ModelLoadError(f'llama.cpp could not load {path}: its GGUF metadata is unreadable '
+                             '(truncated or corrupt file?)')
+    buf = ctypes.create_string_buffer(512)
+
+    def meta(key: str) -> str:
+        n = llama_cpp.llama_model_meta_val_str(model, key.encode('utf-8'), buf, len(buf))
+        return buf.value.decode('utf-8', 'replace') if n >= 0 else ''
+
+    def meta_int(key: str, default: int = 0) -> int:
+        try:
+            return int(meta(key))
+        except ValueError:  # absent, or a per-layer array: use the default
+            return default
+    try:
+        arch = meta('general.architecture')
+        n_embd = meta_int(f'{arch}.embedding_length')
+        n_head = meta_int(f'{arch}.attention.head_count', 1) or 1
+        head_dim = n_embd // n_head
+        n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+        return ModelShape(
+            architecture=arch, n_ctx_train=meta_int(f'{arch}.context_length'),
+            n_layer=meta_int(f'{arch}.block_count'),
+            n_head_kv=meta_int(f'{arch}.attention.head_count_kv', n_head),
+            key_length=meta_int(f'{arch}.attention.key_length', head_dim),
+            value_length=meta_int(f'{arch}.attention.value_length', head_dim),
+            n_vocab=n_vocab)
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def mem_available_mb() -> float:
+    """MemAvailable from /proc/meminfo in MB (inf where unknown)."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return float('inf')
+
+
+def check_context_fits(shape: ModelShape, n_ctx: int, path: str,
+                       available_mb: Optional[float] = None) -> float:
+    """Refuse a context the model was not trained for or the RAM cannot hold, before
+    llama.cpp allocates it (n_ctx 1000000 used to allocate 10 GB before anything said no).
+    Returns the estimated context memory in MB."""
+    if shape.n_ctx_train and n_ctx > shape.n_ctx_train:
+        raise ModelLoadError(
+            f'n_ctx={n_ctx} exceeds the context {os.path.basename(path)} was trained for '
+            f'({shape.n_ctx_train} tokens): set n_ctx <= {shape.n_ctx_train}')
+    # KV cache + a margin for llama.cpp's compute and output buffers (measured: SmolLM2 at
+    # n_ctx 2048 adds ~110 MB to RSS besides its weights; the estimate says 45 + 64).
+    need_mb = shape.kv_bytes(n_ctx) / 2**20 + CONTEXT_MARGIN_MB
+    available = mem_available_mb() if available_mb is None else available_mb
+    if need_mb > available:
+        raise ModelLoadError(
+            f'n_ctx={n_ctx} needs about {need_mb:.0f} MB for the context (KV cache '
+            f'{shape.kv_bytes(n_ctx) / 2**20:.0f} MB: {shape.n_layer} layers x '
+            f'{shape.n_head_kv} KV heads) but only {available:.0f} MB of RAM are available: '
+            'lower n_ctx')
+    return need_mb
+
+
 class LlamaEngine:
 
     def __init__(self, config: ModelConfig):
         check_model_file(config.model_path)
+        self.shape = read_model_shape(config.model_path)
+        self.context_mb = check_context_fits(self.shape, config.n_ctx, config.model_path)
         n_threads = config.n_threads if config.n_threads > 0 else max(1, (os.cpu_count() or 1) // 2)
         n_threads_batch = config.n_threads_batch if config.n_threads_batch > 0 else n_threads
         t0 = time.monotonic()
@@ -118,6 +209,7 @@ class LlamaEngine:
         except Exception as e:  # llama-cpp-python raises ValueError/RuntimeError
             raise ModelLoadError(f'llama.cpp could not load {config.model_path}: {e}') from e
         load_time = time.monotonic() - t0
+        source = 'GGUF metadata'
         try:
             self._vocab = self._llm._model.vocab
             meta = dict(self._llm.metadata)
@@ -134,10 +226,19 @@ class LlamaEngine:
                 eos_token=model.token_get_text(eos_id) if eos_id >= 0 else '',
                 add_bos=model.add_bos_token())
             # Render once so a broken template fails configure, not the first request.
-            self._prompt.tokens([{'role': 'user', 'content': 'hi'}], self._tokenize)
+            probe = [{'role': 'user', 'content': 'Hello robot'}]
+            rendered = self._prompt.render(probe)
+            self._prompt.tokens(probe, self._tokenize)
         except Exception as e:
             self.close()
-            raise ModelLoadError(f'chat template of {config.model_path} is unusable: {e}') from e
+            raise ModelLoadError(f'chat template ({source}) of {config.model_path} is '
+                                 f'unusable: {type(e).__name__}: {e}') from e
+        if 'Hello robot' not in rendered:
+            self.close()
+            shown = rendered if len(rendered) <= 60 else rendered[:57] + '...'
+            raise ModelLoadError(
+                f'chat template ({source}) does not render the messages: a user message '
+                f'"Hello robot" became {shown!r}; fix the chat_template parameter')
         self.info = ModelInfo(
             path=config.model_path, file_size_bytes=os.path.getsize(config.model_path),
             load_time_s=load_time, n_ctx=self._llm.n_ctx(),
@@ -145,6 +246,8 @@ class LlamaEngine:
             n_threads=n_threads, n_threads_batch=n_threads_batch,
             chat_template_source=source, metadata=meta)
         self._grammars: Dict[str, 'llama_cpp.LlamaGrammar'] = {}
+        self._n_batch = config.n_batch
+        self._prompt_tps = PROMPT_TPS_GUESS
 
     # ----------------------------------------------------------------- prompt
     def _live_llm(self) -> 'llama_cpp.Llama':
@@ -220,7 +323,11 @@ class LlamaEngine:
 
         if limit == 0 or should_stop():
             finish = 'cancelled' if limit else 'length'
+        elif not self._eval_prompt(llm, prompt, reused, should_stop):
+            finish = 'cancelled'
         else:
+            # The whole prompt is in the KV cache now: Llama.generate finds it there (exact
+            # prefix match) and samples the first token without evaluating anything again.
             tokens = llm.generate(
                 prompt, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
                 temp=params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
@@ -262,6 +369,36 @@ class LlamaEngine:
             prompt_eval_s=t_first_token - t0, generation_s=t_end - t_first_token,
             first_text_s=first_text)
 
+    def _eval_prompt(self, llm, prompt: List[int], reused: int,
+                     should_stop: Callable[[], bool]) -> bool:
+        """Evaluate the prompt tokens not yet in the KV cache, in chunks, polling
+        ``should_stop`` between chunks; False if it asked to stop (the cache then holds a
+        valid prefix of the prompt, reused by the next request).
+
+        ``Llama.generate`` would evaluate the whole prompt in one uninterruptible call (~17 s
+        for 900 tokens of a 0.5B model on one thread). Chunks are sized from the measured
+        prompt speed so that one takes about PROMPT_CHUNK_S (at most n_batch tokens): cancel,
+        deactivate and shutdown take effect within that time. Smaller chunks cost no speed
+        on CPU (measured: 64-token chunks evaluate as fast as 512-token ones).
+        """
+        # Keep the shared prefix; at least the last prompt token is evaluated again, because
+        # sampling needs its logits.
+        start = min(reused, len(prompt) - 1)
+        llm.n_tokens = start
+        pos = start
+        while pos < len(prompt):
+            if should_stop():
+                return False
+            size = max(PROMPT_CHUNK_MIN, min(self._n_batch, int(self._prompt_tps * PROMPT_CHUNK_S)))
+            chunk = prompt[pos:pos + size]
+            t0 = time.monotonic()
+            llm.eval(chunk)  # drops cached tokens beyond n_tokens first, then decodes
+            dt = time.monotonic() - t0
+            if dt > 0 and len(chunk) >= PROMPT_CHUNK_MIN:
+                self._prompt_tps = 0.5 * self._prompt_tps + 0.5 * len(chunk) / dt
+            pos += len(chunk)
+        return True
+
     # ----------------------------------------------------------------- teardown
     def close(self) -> None:
         """Free the model and its context now (``del`` alone leaves it to the GC)."""
@@ -272,6 +409,13 @@ class LlamaEngine:
             self._llm = None
             gc.collect()
 
+
+# Prompt evaluation chunking (see LlamaEngine._eval_prompt): target seconds per chunk, the
+# smallest chunk, and the speed assumed before the first measurement (tokens/s).
+PROMPT_CHUNK_S = 0.2
+PROMPT_CHUNK_MIN = 8
+PROMPT_TPS_GUESS = 100.0
+CONTEXT_MARGIN_MB = 64.0
 
 _SCHEMA_CHAR_RULE = r'char ::= [^"\\] |'                    # llama-cpp-python's converter
 _JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'      # llama.cpp json.gbnf's string chars

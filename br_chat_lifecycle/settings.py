@@ -6,6 +6,7 @@ two agree. ``when`` says when a change takes effect:
   'live'      - read for every request (generation settings); can be changed any time with
                 ``ros2 param set`` and is validated when set.
 """
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -39,6 +40,14 @@ def _one_of(*options):
     return check
 
 
+def _threads(v):
+    cores = os.cpu_count() or 1
+    if 0 <= v <= cores:
+        return None
+    return (f'must be in [0, {cores}] (0 = automatic; this machine has {cores} CPUs, more '
+            f'threads than cores make llama.cpp many times slower) (got {v})')
+
+
 def _name(v):
     return None if v and ' ' not in v else f'must be a non-empty ROS name (got {v!r})'
 
@@ -52,10 +61,11 @@ PARAMS: Sequence[Param] = (
           check=_range(64, 1 << 20)),
     Param('n_threads', 0,
           'CPU threads for generation; 0 = half the cores (at least 1), leaving the rest to '
-          'the robot\'s other nodes (llama.cpp threads spin: oversubscribed cores are slow).',
-          check=_min(0)),
-    Param('n_threads_batch', 0, 'CPU threads for prompt evaluation; 0 = n_threads.',
-          check=_min(0)),
+          'the robot\'s other nodes (llama.cpp threads spin: oversubscribed cores are slow). '
+          'At most the number of CPUs.',
+          check=_threads),
+    Param('n_threads_batch', 0, 'CPU threads for prompt evaluation; 0 = n_threads. At most '
+          'the number of CPUs.', check=_threads),
     Param('n_batch', 512, 'Prompt tokens evaluated per llama.cpp batch.', check=_min(1)),
     Param('n_gpu_layers', 0, 'Layers offloaded to a GPU (0 = CPU only; needs a GPU build).',
           check=_min(-1)),
@@ -80,8 +90,18 @@ PARAMS: Sequence[Param] = (
           'also dropped, oldest first, when the history would not fit n_ctx).',
           check=_min(1)),
     Param('deactivate_timeout_s', 5.0,
-          'How long deactivate/cleanup wait for the running generation to stop.',
-          check=_min(0.0)),
+          'How long deactivate/cleanup wait for running generations to stop and their replies '
+          'to be sent (cancel takes effect within a token or a prompt chunk of ~0.2 s).',
+          check=_range(0.0, 600.0)),
+    Param('max_generation_s', 300.0,
+          'Safety cap on one generation\'s run time (prompt evaluation + reply, not the time '
+          'waiting in the queue): beyond it the request ends with success=false and the text '
+          'so far.', when='live', check=_range(0.1, 86400.0)),
+    Param('departed_client_grace_s', 2.0,
+          'Stop an action goal whose client has left: when none of the action clients seen '
+          'while the goal ran is still on the graph for this many seconds, the goal is '
+          'cancelled. 0 = never (service clients cannot be detected: max_generation_s '
+          'bounds those).', check=_range(0.0, 600.0)),
     Param('feedback_min_interval_s', 0.0,
           'Action feedback batching: 0 = one feedback per new piece of text; > 0 = at most '
           'one feedback per this many seconds carrying all text since the last (less client '
@@ -112,7 +132,7 @@ PARAMS: Sequence[Param] = (
     Param('repeat_penalty', 1.1, 'Repetition penalty; 1.0 = off.', when='live',
           check=_min(0.0, inclusive=False)),
     Param('seed', -1, 'Sampling seed; -1 = random per request.', when='live',
-          check=_min(-1)),
+          check=_range(-1, 4294967294)),
     Param('stop', [''],
           'Extra stop sequences (the model\'s end-of-turn token always stops). Empty '
           'strings are ignored.', when='live'),
@@ -149,6 +169,9 @@ def validate(values: Dict[str, Any]) -> List[str]:
                 isinstance(p.default, list) and isinstance(value, (list, tuple))):
             errors.append(f'{name}: expected {type(p.default).__name__}, got '
                           f'{type(value).__name__} {value!r}')
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append(f'{name}: must be a finite number (got {value})')
             continue
         err = p.check(value)
         if err:

@@ -8,6 +8,7 @@ and checks a finished reply.
 """
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
@@ -94,19 +95,31 @@ def config_file_candidates(path: str) -> List[str]:
     return candidates
 
 
+MAX_CONFIG_FILE_BYTES = 1 << 20  # a schema or grammar file; more is certainly a mistake
+
+
 def resolve_config_file(path: str, what: str) -> str:
     """The first existing candidate for ``path`` (see config_file_candidates)."""
     candidates = config_file_candidates(path)
     for candidate in candidates:
-        if os.path.isfile(candidate):
+        if os.path.exists(candidate):
+            if not os.path.isfile(candidate):
+                kind = ('a directory' if os.path.isdir(candidate) else
+                        'a FIFO' if stat.S_ISFIFO(os.stat(candidate).st_mode) else
+                        'a device or socket')
+                raise ValueError(f'{what} {candidate!r} is {kind}, not a regular file')
             return candidate
     raise ValueError(f'{what} {path!r} not found (looked for {", ".join(candidates)})')
 
 
 def _read(path: str, what: str) -> str:
     try:
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_FILE_BYTES:
+            raise ValueError(f'{what} {path!r} is {size} bytes, more than the '
+                             f'{MAX_CONFIG_FILE_BYTES} a schema or grammar file may have')
         with open(path, encoding='utf-8') as f:
-            return f.read()
+            return f.read(MAX_CONFIG_FILE_BYTES + 1)
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else f'not UTF-8 text ({e.reason})'
         raise ValueError(f'{what} {path!r} cannot be read: {reason}') from e

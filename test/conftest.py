@@ -91,3 +91,47 @@ def tiny_model_path(tmp_path_factory):
     from tiny_gguf import write_tiny_model
     return str(write_tiny_model(tmp_path_factory.mktemp('tiny_model') / 'tiny.gguf',
                                 n_ctx_train=8192))
+
+
+# --------------------------------------------------------------------------- chat node rigs
+@pytest.fixture(scope='module')
+def tiny_models(tmp_path_factory):
+    from tiny_gguf import write_tiny_model
+    d = tmp_path_factory.mktemp('models')
+    return {
+        # 2048-token context: fast requests (load, soak, faults that need short replies)
+        'short': str(write_tiny_model(d / 'tiny.gguf')),
+        # 8192-token context: replies of thousands of tokens that run for seconds
+        'long': str(write_tiny_model(d / 'tiny_long.gguf', n_ctx_train=8192)),
+        # 32768-token context: a reply of 30000 tokens runs for minutes (attention grows)
+        'huge': str(write_tiny_model(d / 'tiny_huge.gguf', n_ctx_train=32768)),
+    }
+
+
+@pytest.fixture
+def graph():
+    from chat_harness import GraphClient
+    client = GraphClient()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def rigs(graph):
+    """Factory for Rig objects; every node process is stopped (SIGINT) at the end."""
+    made = []
+
+    from chat_rig import Rig
+
+    def make(params, **kw):
+        rig = Rig(graph, params, **kw)
+        made.append(rig)
+        return rig
+
+    try:
+        yield make
+    finally:
+        for rig in made:
+            rig.close()

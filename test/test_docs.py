@@ -20,3 +20,13 @@ def test_intent_config_only_uses_known_parameters():
     unknown = set(params) - set(settings.BY_NAME) - {'diagnostic_updater.period'}
     assert not unknown, unknown
     assert not settings.validate(params), settings.validate(params)
+
+
+def test_yaml_and_readme_table_are_generated_from_settings():
+    """config/br_chat.yaml and README's table are written by param_docs from settings.PARAMS:
+    regenerate with `python -m br_chat_lifecycle.param_docs --write`."""
+    from br_chat_lifecycle import param_docs
+    assert (ROOT / 'config' / 'br_chat.yaml').read_text(encoding='utf-8') == \
+        param_docs.yaml_text(), 'config/br_chat.yaml is out of date'
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    assert param_docs.replace_table(readme) == readme, "README's parameter table is out of date"

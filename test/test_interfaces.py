@@ -85,14 +85,34 @@ def test_vendor_compatible_field_order():
 
 def test_field_types():
     common_req = {'prompt': 'string', 'session_id': 'string', 'reset_session': 'boolean',
-                  'response_format': 'string', 'json_schema': 'string'}
+                  'response_format': 'string', 'json_schema': 'string',
+                  # per-request options, client history and tools (appended)
+                  'system_prompt': 'string', 'max_tokens': 'int32', 'temperature': 'float',
+                  'top_p': 'float', 'top_k': 'int32', 'min_p': 'float',
+                  'repeat_penalty': 'float', 'seed': 'int64', 'stop': 'sequence<string>',
+                  'messages_json': 'string', 'tools_json': 'string', 'tool_choice': 'string'}
     common_res = {'response': 'string', 'success': 'boolean', 'error': 'string',
                   'finish_reason': 'string', 'prompt_tokens': 'uint32',
                   'completion_tokens': 'uint32', 'latency_s': 'float'}  # 'float' = float32
+    appended_res = {'cached_prompt_tokens': 'uint32', 'tool_calls_json': 'string'}
     assert fields(LLMChat.Request) == common_req
-    assert fields(LLMChat.Response) == common_res
-    assert fields(LLMChatAction.Goal) == common_req
-    assert fields(LLMChatAction.Result) == dict(common_res, time_to_first_token_s='float')
+    assert list(fields(LLMChat.Request))[:5] == list(common_req)[:5]
+    assert fields(LLMChat.Response) == dict(common_res, **appended_res)
+    assert fields(LLMChatAction.Goal) == dict(common_req, stream_unit='string')
+    assert fields(LLMChatAction.Result) == dict(common_res, time_to_first_token_s='float',
+                                                **appended_res)
+
+
+@pytest.mark.parametrize('msg_type', [LLMChat.Request, LLMChatAction.Goal])
+def test_appended_fields_default_to_the_node_parameter(msg_type):
+    """A client that sets only `prompt` (the vendor's) sends the sentinels that mean "use the
+    node's parameter" for every per-request option."""
+    msg = msg_type(prompt='hi')
+    assert (msg.system_prompt, msg.max_tokens, msg.top_k, msg.seed) == ('', 0, -1, -1)
+    for name in ('temperature', 'top_p', 'min_p', 'repeat_penalty'):
+        assert getattr(msg, name) < 0, name
+    assert list(msg.stop) == [] and msg.messages_json == '' and msg.tools_json == ''
+    assert msg.tool_choice == ''
 
 
 def test_service_round_trip(rclpy_context):

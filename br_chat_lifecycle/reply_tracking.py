@@ -1,0 +1,109 @@
+"""Knowing when a reply has been handed to rclpy, and when a cancel request has been processed.
+
+rclpy has no public hook for either, and the node needs both:
+  * deactivate/cleanup/shutdown must not destroy the servers (or the context) while a service
+    response or an action result is still on its way out, and must not sleep "long enough"
+    instead (the old fixed 0.2 s grace);
+  * a goal cancelled while it waits in the queue is answered at once, and rclpy accepts
+    ``goal_handle.canceled()`` only after it has moved the goal to CANCELING, which happens
+    right *after* the user's cancel callback returns (the old code spin-waited up to 2 s).
+
+This module is the one place where the node reaches into rclpy's internals, each use small and
+named, and each covered by a test that fails if it is removed
+(test_reliability.py::test_cancel_queued_goal: the queued goal ends CANCELED before the running
+one ends; test_robustness.py::test_signal_answers_running_and_queued_requests_and_exits: the
+running goal's result reaches the client although the server is destroyed right after):
+  * ``track_service`` wraps the Service object's ``send_response`` (public method, called by
+    the executor right after the callback returns);
+  * ``ChatActionServer`` overrides three ``ActionServer`` methods: ``_execute_goal`` (the
+    task that runs the execute callback and then sets the result),
+    ``_execute_get_result_request`` + ``_send_result_response`` (a result request registers
+    a send that runs in a later task once the result is set) and ``_execute_cancel_request``
+    (the task that calls the cancel callback and then moves goals to CANCELING). They exist
+    with the same signatures in rclpy Humble, Jazzy and Kilted.
+"""
+import threading
+from typing import Callable, Optional
+
+from rclpy.action import ActionServer
+
+
+class ReplyTracker:
+    """Counts requests whose reply has not been handed to rclpy yet; ``wait_idle`` waits
+    (bounded) until there are none."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def begin(self) -> None:
+        with self._cond:
+            self._pending += 1
+
+    def end(self) -> None:
+        with self._cond:
+            self._pending = max(0, self._pending - 1)
+            if self._pending == 0:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+
+def track_service(service, tracker: ReplyTracker):
+    """Make ``tracker.end()`` run once the executor has sent a response of ``service`` (the
+    callback must call ``tracker.begin()`` when it starts)."""
+    send = service.send_response
+
+    def send_response(response, header):
+        try:
+            return send(response, header)
+        finally:
+            tracker.end()
+
+    service.send_response = send_response
+    return service
+
+
+class ChatActionServer(ActionServer):
+    """An ActionServer that reports (1) when every execute callback has ended and every result
+    a client asked for has been sent, through ``tracker``, and (2) when a cancel request has been processed (the goals it
+    cancels are CANCELING by then), through ``on_cancel_processed()``."""
+
+    def __init__(self, *args, tracker: ReplyTracker,
+                 on_cancel_processed: Optional[Callable[[], None]] = None, **kwargs):
+        self.tracker = tracker
+        self._on_cancel_processed = on_cancel_processed or (lambda: None)
+        super().__init__(*args, **kwargs)
+
+    async def _execute_goal(self, execute_callback, goal_handle):
+        self.tracker.begin()
+        try:
+            # Runs the execute callback, then sets the goal's result future.
+            await super()._execute_goal(execute_callback, goal_handle)
+        finally:
+            self.tracker.end()
+
+    async def _execute_get_result_request(self, request_header_and_message):
+        # A result request for a known goal makes rclpy call _send_result_response once the
+        # result is set - in a later executor task, not inside _execute_goal.
+        if bytes(request_header_and_message[1].goal_id.uuid) in self._goal_handles:
+            self.tracker.begin()
+        await super()._execute_get_result_request(request_header_and_message)
+
+    def _send_result_response(self, request_header, future):
+        try:
+            super()._send_result_response(request_header, future)
+        finally:
+            self.tracker.end()
+
+    async def _execute_cancel_request(self, request_header_and_message):
+        try:
+            await super()._execute_cancel_request(request_header_and_message)
+        finally:
+            self._on_cancel_processed()
