@@ -6,6 +6,11 @@ Trigger services to start/stop the whole set, watches the nodes with a get_state
 reports on /diagnostics. Nothing in here knows about the chat node. Full user documentation:
 docs/lifecycle_manager.md.
 
+This module is the manager's POLICY only (order, sequences, rollback, heartbeat/recovery,
+services, diagnostics). Talking to one node (the two services, bounded waits, the get_state
+retry, error messages) is lifecycle_client.py, as nav2 splits nav2_util::LifecycleServiceClient
+from nav2_lifecycle_manager.
+
 Design decisions (see also the docs):
 
 * Order, as nav2_lifecycle_manager does it: startup = configure EVERY node in list order, then
@@ -31,7 +36,7 @@ Design decisions (see also the docs):
   process respawned by launch comes back 'unconfigured'). Unlike nav2 the OTHER nodes are left
   running: managed nodes here are independent services, not a pipeline.
 * Threading: a MultiThreadedExecutor. Sequences (the five Trigger services, autostart and the
-  heartbeat) share one MutuallyExclusive callback group, so they never overlap; the service
+  heartbeat) share one MutuallyExclusive callback group, so they never overlap; the lifecycle
   clients are in a Reentrant group, so their responses are processed by other executor threads
   while a sequence thread waits on them (a sequence never waits on a future that needs its own
   thread). ``~/is_active`` has its own group and answers even during a long sequence.
@@ -41,10 +46,7 @@ Design decisions (see also the docs):
 
 import contextlib
 import threading
-import time
 
-from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -53,42 +55,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
-from br_chat_lifecycle.diagnostics_compat import ERROR, OK, WARN, make_updater
-
-STATE_LABELS = {
-    State.PRIMARY_STATE_UNKNOWN: 'unknown',
-    State.PRIMARY_STATE_UNCONFIGURED: 'unconfigured',
-    State.PRIMARY_STATE_INACTIVE: 'inactive',
-    State.PRIMARY_STATE_ACTIVE: 'active',
-    State.PRIMARY_STATE_FINALIZED: 'finalized',
-    State.TRANSITION_STATE_CONFIGURING: 'configuring',
-    State.TRANSITION_STATE_CLEANINGUP: 'cleaningup',
-    State.TRANSITION_STATE_SHUTTINGDOWN: 'shuttingdown',
-    State.TRANSITION_STATE_ACTIVATING: 'activating',
-    State.TRANSITION_STATE_DEACTIVATING: 'deactivating',
-    State.TRANSITION_STATE_ERRORPROCESSING: 'errorprocessing',
-}
-PRIMARY_STATES = ('unconfigured', 'inactive', 'active', 'finalized')
-UNREACHABLE = 'unreachable'
-
-CONFIGURE = Transition.TRANSITION_CONFIGURE
-CLEANUP = Transition.TRANSITION_CLEANUP
-ACTIVATE = Transition.TRANSITION_ACTIVATE
-DEACTIVATE = Transition.TRANSITION_DEACTIVATE
-UNCONFIGURED_SHUTDOWN = Transition.TRANSITION_UNCONFIGURED_SHUTDOWN
-INACTIVE_SHUTDOWN = Transition.TRANSITION_INACTIVE_SHUTDOWN
-ACTIVE_SHUTDOWN = Transition.TRANSITION_ACTIVE_SHUTDOWN
-
-# transition id -> (name used in messages, primary state the node must be in afterwards)
-TRANSITIONS = {
-    CONFIGURE: ('configure', 'inactive'),
-    CLEANUP: ('cleanup', 'unconfigured'),
-    ACTIVATE: ('activate', 'active'),
-    DEACTIVATE: ('deactivate', 'inactive'),
-    UNCONFIGURED_SHUTDOWN: ('shutdown', 'finalized'),
-    INACTIVE_SHUTDOWN: ('shutdown', 'finalized'),
-    ACTIVE_SHUTDOWN: ('shutdown', 'finalized'),
-}
+from .diagnostics_compat import ERROR, make_updater, OK, WARN
+from .lifecycle_client import (
+    ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DEACTIVATE, get_states, INACTIVE_SHUTDOWN,
+    LifecycleClient, LifecycleError, PRIMARY_STATES, resolve_node_name, ShuttingDown,
+    transition_name, UNCONFIGURED_SHUTDOWN, UNREACHABLE)
 
 # Plans: current primary state -> transitions still needed. A state missing from a plan means
 # the step cannot be done from there (the sequence fails with a message saying so).
@@ -115,26 +86,6 @@ PLAN_SHUTDOWN_FINALIZE = {'unconfigured': [UNCONFIGURED_SHUTDOWN],
 DIAGNOSTIC_TASK = 'Lifecycle manager'
 
 
-GET_STATE_ATTEMPTS = 3
-
-
-class ShuttingDown(Exception):
-    """The manager's context is shutting down (Ctrl-C): abandon the running sequence quietly."""
-
-
-def _secs(value):
-    """'30.0', '0.25': how timeouts appear in messages."""
-    return str(float(value))
-
-
-class _NodeClients:
-    """The two lifecycle service clients of one managed node."""
-
-    def __init__(self, change_state, get_state):
-        self.change_state = change_state
-        self.get_state = get_state
-
-
 class LifecycleManager(Node):
     """Manages an ordered list of lifecycle nodes. See the module docstring."""
 
@@ -150,18 +101,17 @@ class LifecycleManager(Node):
         self._state_lock = threading.Lock()
 
         self._nodes = []          # fully qualified names, in the configured order
-        self._lifecycle_clients = {}        # fqn -> _NodeClients
+        self._lifecycle_clients = {}        # fqn -> LifecycleClient
         for name in self._node_names:
-            fqn = self._resolve_node_name(name)
+            fqn = resolve_node_name(self, name)
             if fqn in self._lifecycle_clients:
                 self.get_logger().error(f'node_names lists {fqn} twice; using it once')
                 continue
             self._nodes.append(fqn)
-            self._lifecycle_clients[fqn] = _NodeClients(
-                self.create_client(ChangeState, f'{fqn}/change_state',
-                                   callback_group=self._client_group),
-                self.create_client(GetState, f'{fqn}/get_state',
-                                   callback_group=self._client_group))
+            self._lifecycle_clients[fqn] = LifecycleClient(
+                self, fqn, service_wait_timeout=self._service_wait_timeout,
+                transition_timeout=self._transition_timeout,
+                get_state_timeout=self._get_state_timeout, callback_group=self._client_group)
         if not self._nodes:
             self.get_logger().warning('node_names is empty: there is nothing to manage')
 
@@ -183,9 +133,8 @@ class LifecycleManager(Node):
         self._updater.setHardwareID('br_chat_lifecycle')
         self._updater.add(DIAGNOSTIC_TASK, self._diagnose)
 
-        self._heartbeat_timer = None
         if self._heartbeat_period > 0.0:
-            self._heartbeat_timer = self.create_timer(
+            self.create_timer(
                 self._heartbeat_period, self._heartbeat, callback_group=self._sequence_group)
 
         self._autostart_timer = None
@@ -207,7 +156,7 @@ class LifecycleManager(Node):
 
         self.declare_parameter(
             'node_names', Parameter.Type.STRING_ARRAY,
-            describe('Ordered list of lifecycle nodes to manage, relative (to this node\'s '
+            describe("Ordered list of lifecycle nodes to manage, relative (to this node's "
                      'namespace) or fully qualified. Started in this order, stopped in reverse.'))
         self.declare_parameter(
             'autostart', False,
@@ -217,7 +166,7 @@ class LifecycleManager(Node):
             describe('Maximum seconds for one ChangeState call (configure may load a model).'))
         self.declare_parameter(
             'service_wait_timeout_s', 10.0,
-            describe('Maximum seconds to wait for a node\'s change_state/get_state services '
+            describe("Maximum seconds to wait for a node's change_state/get_state services "
                      'to appear before a sequence gives up on it.'))
         self.declare_parameter(
             'get_state_timeout_s', 2.0,
@@ -246,16 +195,6 @@ class LifecycleManager(Node):
         self._heartbeat_period = float(self.get_parameter('heartbeat_period_s').value)
         self._respawn = bool(self.get_parameter('attempt_respawn_reconnection').value)
         self._rollback = bool(self.get_parameter('rollback_on_failed_startup').value)
-
-    def _resolve_node_name(self, name):
-        """'chat_node' -> '/<my namespace>/chat_node'; fully qualified names are kept."""
-        name = name.strip().rstrip('/')
-        try:
-            return self.resolve_service_name(f'{name}/get_state')[:-len('/get_state')]
-        except Exception:  # very old rclpy without resolve_service_name
-            if name.startswith('/'):
-                return name
-            return f'{self.get_namespace().rstrip("/")}/{name}'
 
     # -- public API (also usable in-process) --------------------------------------------------
 
@@ -388,8 +327,7 @@ class LifecycleManager(Node):
 
     def _drive(self, fqn, op, plan, wait_s=None):
         """Query the node's state and perform the transitions `plan` asks for. None = ok."""
-        state, why = self._query_state(
-            fqn, self._service_wait_timeout if wait_s is None else wait_s)
+        state, why = self._query_state(fqn, wait_s)  # wait_s None: service_wait_timeout_s
         if state is None:
             return f'{op} of {fqn} failed: {why}'
         if state not in plan:
@@ -419,115 +357,36 @@ class LifecycleManager(Node):
                   if before[fqn] in ('inactive', 'active') and self._known(fqn) == 'unconfigured']
         return rolled, problems
 
-    # -- lifecycle service calls --------------------------------------------------------------
+    # -- lifecycle service calls (lifecycle_client.py) ---------------------------------------
 
     def _change_state(self, fqn, transition):
         """Perform one transition and verify it with get_state. Returns None or an error."""
-        name, expected = TRANSITIONS[transition]
-        clients = self._lifecycle_clients[fqn]
-        self.get_logger().info(f'{name} {fqn}')
-        if not self._wait_for_service(clients.change_state, self._service_wait_timeout):
-            self._set_known(fqn, UNREACHABLE)
-            return (f'{name} of {fqn} failed (service {fqn}/change_state not available after '
-                    f'{_secs(self._service_wait_timeout)} s)')
-        request = ChangeState.Request()
-        request.transition.id = transition
-        response = self._call(clients.change_state, request, self._transition_timeout)
-        if response is None:
-            self._set_known(fqn, 'unknown')
-            return (f'{name} of {fqn} timed out after {_secs(self._transition_timeout)} s '
-                    '(the node may still be in the middle of it)')
-        state, why = self._query_state(fqn, self._service_wait_timeout)
-        shown = state if state is not None else f'unknown: {why}'
-        if not response.success:
-            return f"{name} of {fqn} failed (node reported failure; state is '{shown}')"
-        if state != expected:
-            return (f"{name} of {fqn} failed (node reported success but state is '{shown}', "
-                    f"expected '{expected}')")
+        self.get_logger().info(f'{transition_name(transition)} {fqn}')
+        try:
+            state = self._lifecycle_clients[fqn].transition(transition)
+        except LifecycleError as error:
+            self._set_known(fqn, error.state)
+            return str(error)
+        self._set_known(fqn, state)
         return None
 
-    def _query_state(self, fqn, wait_s):
+    def _query_state(self, fqn, wait_s=None):
         """(label, None) or (None, reason). Updates the last known state."""
-        client = self._lifecycle_clients[fqn].get_state
-        if not self._wait_for_service(client, wait_s):
-            self._set_known(fqn, UNREACHABLE)
-            return None, (f'service {fqn}/get_state not available after {_secs(wait_s)} s '
-                          '(is the node running?)')
-        # get_state is idempotent: ask again when no answer comes. The first reply to a
-        # client that a just-started node has not fully discovered yet can be dropped by the
-        # middleware (rmw_fastrtps "failed to send response (timeout)"), so one silence is
-        # not proof that the node is gone.
-        for _attempt in range(GET_STATE_ATTEMPTS):
-            response = self._call(client, GetState.Request(), self._get_state_timeout)
-            if response is not None:
-                break
-        if response is None:
-            self._set_known(fqn, UNREACHABLE)
-            return None, (f'no answer to get_state ({GET_STATE_ATTEMPTS} attempts of '
-                          f'{_secs(self._get_state_timeout)} s)')
-        label = STATE_LABELS.get(response.current_state.id, response.current_state.label)
+        try:
+            label = self._lifecycle_clients[fqn].get_state(wait=wait_s)
+        except LifecycleError as error:
+            self._set_known(fqn, error.state)
+            return None, error.reason
         self._set_known(fqn, label)
         return label, None
 
     def _query_states(self, fqns):
         """get_state of several nodes in parallel (heartbeat): fqn -> label or None."""
-        pending = {}
-        for fqn in fqns:
-            client = self._lifecycle_clients[fqn].get_state
-            if client.service_is_ready():
-                pending[fqn] = (client, client.call_async(GetState.Request()))
-        deadline = time.monotonic() + self._get_state_timeout
-        results = {fqn: None for fqn in fqns}
-        for fqn, (client, future) in pending.items():
-            if self._wait_future(future, deadline - time.monotonic()):
-                state = future.result().current_state
-                results[fqn] = STATE_LABELS.get(state.id, state.label)
-            else:
-                self._forget(client, future)
+        results = get_states([self._lifecycle_clients[fqn] for fqn in fqns],
+                             self._get_state_timeout)
         for fqn, label in results.items():
             self._set_known(fqn, label if label is not None else UNREACHABLE)
         return results
-
-    def _wait_for_service(self, client, timeout):
-        # Own loop instead of client.wait_for_service(): it also stops on shutdown (Ctrl-C).
-        deadline = time.monotonic() + max(0.0, timeout)
-        while not client.service_is_ready():
-            if not self.context.ok():
-                raise ShuttingDown()
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def _call(self, client, request, timeout):
-        """Call a service and wait for the response; None on timeout (request abandoned)."""
-        future = client.call_async(request)
-        if self._wait_future(future, timeout):
-            return future.result()
-        self._forget(client, future)
-        return None
-
-    def _wait_future(self, future, timeout):
-        # The future is completed by another executor thread (Reentrant client group); wait in
-        # short slices so that shutdown of the context is noticed.
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        deadline = time.monotonic() + max(0.0, timeout)
-        while not (done.is_set() or future.done()):
-            if not self.context.ok():
-                raise ShuttingDown()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.0:
-                return False
-            done.wait(min(remaining, 0.1))
-        return future.result() is not None
-
-    @staticmethod
-    def _forget(client, future):
-        with contextlib.suppress(Exception):
-            client.remove_pending_request(future)
-        with contextlib.suppress(Exception):
-            future.cancel()
 
     # -- state bookkeeping --------------------------------------------------------------------
 
