@@ -48,9 +48,11 @@ import jsonschema
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.validate_full_topic_name import validate_full_topic_name
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
 from jobot_ai_msgs.srv import Instruct, LLMChat
 
@@ -298,8 +300,16 @@ class ToolBridge(LifecycleNode):
                 additional_constraints=('applies to every instruction' if p.when == 'live'
                                         else 'applies at the next configure'))
             if isinstance(p.default, list):
-                descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
-            elif isinstance(p.default, float):
+                # An empty list default would be typed BYTE_ARRAY: declare the type instead,
+                # then give the empty default unless an override set a value.
+                self.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, descriptor)
+                try:
+                    self.get_parameter(p.name)
+                except ParameterUninitializedException:
+                    self.set_parameters([Parameter(p.name, Parameter.Type.STRING_ARRAY,
+                                                   list(p.default))])
+                continue
+            if isinstance(p.default, float):
                 descriptor.dynamic_typing = True   # accept 5 as well as 5.0 (checked below)
             self.declare_parameter(p.name, p.default, descriptor)
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -307,6 +317,7 @@ class ToolBridge(LifecycleNode):
         self._service_group = MutuallyExclusiveCallbackGroup()   # one instruction at a time
         self.tools: Dict[str, Tool] = {}
         self._chat_client = None
+        self._chat_name = ''
         self._service = None
         self._active = False
         self._abort = threading.Event()
@@ -396,7 +407,8 @@ class ToolBridge(LifecycleNode):
             tool.client = self.create_client(tool.srv_class, tool.service,
                                              callback_group=self._client_group)
         self.tools = tools
-        self._chat_client = self.create_client(LLMChat, self._param('chat_service'),
+        self._chat_name = self.resolve_service_name(self._param('chat_service'))
+        self._chat_client = self.create_client(LLMChat, self._chat_name,
                                                callback_group=self._client_group)
         self._service = self.create_service(Instruct, self._param('instruct_service_name'),
                                             self._on_instruct,
@@ -404,8 +416,8 @@ class ToolBridge(LifecycleNode):
         self.get_logger().info(
             f'configured {len(tools)} tool(s): ' + ', '.join(
                 f'{t.name} = {t.service} ({t.type_name})' for t in tools.values())
-            + f'; chat service {self._chat_client.srv_name}; serving '
-              f'{self._service.srv_name} once active')
+            + f'; chat service {self._chat_name}; serving '
+              f'{self.resolve_service_name(self._param("instruct_service_name"))} once active')
         return ''
 
     def _discover(self, services: List[str], timeout: float) -> Tuple[Dict[str, str], str]:
@@ -481,14 +493,14 @@ class ToolBridge(LifecycleNode):
         self.lifecycle_state = 'unconfigured'
 
     # ---------------------------------------------------------------- calls
-    def _call(self, client, request, timeout: float) -> Tuple[str, Any, str]:
-        """One service call bounded by ``timeout``: (status, response, error)."""
+    def _call(self, client, name: str, request, timeout: float) -> Tuple[str, Any, str]:
+        """Call service ``name`` once, bounded by ``timeout``: (status, response, error)."""
         deadline = time.monotonic() + timeout
         while not client.service_is_ready():
             if self._abort.is_set():
                 return 'skipped', None, 'node deactivated'
             if time.monotonic() >= deadline:
-                return 'unavailable', None, (f'service {client.srv_name} is not available '
+                return 'unavailable', None, (f'service {name} is not available '
                                              f'(waited {timeout:g} s)')
             time.sleep(0.05)
         done = threading.Event()
@@ -502,7 +514,7 @@ class ToolBridge(LifecycleNode):
             if self._abort.is_set():
                 return 'failed', None, 'node deactivated while waiting for the response'
             return 'timeout', None, (
-                f'no response from {client.srv_name} within {timeout:g} s (the service is '
+                f'no response from {name} within {timeout:g} s (the service is '
                 'slow or its handler failed: rclpy sends no response when a handler raises); '
                 'the request may still take effect')
         if future.exception() is not None:
@@ -570,7 +582,7 @@ class ToolBridge(LifecycleNode):
                 continue
             self.get_logger().info(f'calling {tool.service} ({tool.name}) '
                                    f'{json.dumps(result.arguments)}')
-            status, response, error = self._call(tool.client, request, timeout)
+            status, response, error = self._call(tool.client, tool.service, request, timeout)
             result.status, result.error = status, error
             if response is not None:
                 result.response = message_to_json(response)
@@ -587,7 +599,8 @@ class ToolBridge(LifecycleNode):
 
     # ---------------------------------------------------------------- Instruct
     def _chat(self, **fields) -> Tuple[Optional[Any], str]:
-        status, reply, error = self._call(self._chat_client, LLMChat.Request(**fields),
+        status, reply, error = self._call(self._chat_client, self._chat_name,
+                                          LLMChat.Request(**fields),
                                           self._param('chat_timeout_s'))
         if status != 'ok':
             return None, f'chat service: {status}: {error}'

@@ -1,7 +1,9 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ros_schema: ROS request types -> JSON Schema (checked field by field and with jsonschema),
-JSON arguments -> request messages (precise errors), responses -> JSON, and the grammar-safe
-schemas through llama-cpp-python's schema-to-grammar converter and llama.cpp's GBNF parser.
+"""ros_schema: ROS types -> JSON Schema, JSON -> request messages, responses -> JSON.
+
+Schemas are checked field by field and with jsonschema; JSON arguments -> request messages with
+precise errors; the grammar-safe schemas go through llama-cpp-python's schema-to-grammar
+converter and llama.cpp's GBNF parser.
 
 Types: std_srvs/SetBool, std_srvs/Trigger (empty request), lifecycle_msgs and diagnostic_msgs
 (constants), and the test fixtures jobot_ai_msgs/ToolTestCommand (every supported field kind),
