@@ -29,6 +29,8 @@ setup(
             'chat_action_client = br_chat_lifecycle.examples.chat_action_client:main',
             'intent_client = br_chat_lifecycle.examples.intent_client:main',
             'demo = br_chat_lifecycle.demo:main',
+            'tool_bridge = br_chat_lifecycle.tool_bridge:main',
+            'fake_robot = br_chat_lifecycle.examples.fake_robot:main',
         ],
     },
 )
