@@ -44,18 +44,19 @@ class ChatReply:
 
 @dataclass
 class CoreConfig:
-    max_queue: int = 8
-    max_prompt_chars: int = 4000
-    max_sessions: int = 32
-    max_session_turns: int = 16
+    """Queue and session limits (field = node parameter; defaults: settings.PARAMS)."""
+    max_queue: int
+    max_prompt_chars: int
+    max_sessions: int
+    max_session_turns: int
 
 
 @dataclass
 class GenerationSettings:
     """The live settings for one request (snapshotted when it is submitted)."""
     sampling: SamplingParams
-    system_prompt: str = ''
-    max_generation_s: float = 300.0
+    system_prompt: str
+    max_generation_s: float
 
 
 @dataclass

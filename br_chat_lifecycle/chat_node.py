@@ -116,16 +116,13 @@ class ChatNode(LifecycleNode):
     def _param(self, name):
         return self.get_parameter(name).value
 
+    def _values(self) -> dict:
+        return {p.name: self._param(p.name) for p in settings.PARAMS}
+
     def _generation_settings(self) -> GenerationSettings:
-        stop = self._param('stop') or []
-        return GenerationSettings(
-            sampling=SamplingParams(
-                max_tokens=self._param('max_tokens'), temperature=self._param('temperature'),
-                top_p=self._param('top_p'), top_k=self._param('top_k'),
-                min_p=self._param('min_p'), repeat_penalty=self._param('repeat_penalty'),
-                seed=self._param('seed'), stop=tuple(s for s in stop if s)),
-            system_prompt=self._param('system_prompt'),
-            max_generation_s=self._param('max_generation_s'))
+        values = {p.name: self._param(p.name) for p in settings.PARAMS if p.when == 'live'}
+        return settings.build(GenerationSettings, values,
+                              sampling=settings.build(SamplingParams, values))
 
     # ================================================================ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -137,19 +134,14 @@ class ChatNode(LifecycleNode):
                                           traceback.format_exc())
 
     def _configure(self) -> TransitionCallbackReturn:
-        values = {p.name: self._param(p.name) for p in settings.PARAMS}
+        values = self._values()
         errors = settings.validate(values)
         if errors:
             return self._configure_failed('invalid parameters: ' + '; '.join(errors))
         self._warn_if_name_taken()
-        path = values['model_path'] or settings.default_model_path()
         before = rss_mb()
         try:
-            engine = LlamaEngine(ModelConfig(
-                model_path=path, n_ctx=values['n_ctx'], n_threads=values['n_threads'],
-                n_threads_batch=values['n_threads_batch'], n_batch=values['n_batch'],
-                n_gpu_layers=values['n_gpu_layers'], use_mmap=values['use_mmap'],
-                use_mlock=values['use_mlock'], chat_template=values['chat_template']))
+            engine = LlamaEngine(settings.build(ModelConfig, values))
         except ModelLoadError as e:
             return self._configure_failed(str(e))
         try:
@@ -160,10 +152,8 @@ class ChatNode(LifecycleNode):
             engine.close()
             return self._configure_failed(f'structured output: {e}')
         self._engine = engine
-        self._core = ChatCore(engine, CoreConfig(
-            max_queue=values['max_queue'], max_prompt_chars=values['max_prompt_chars'],
-            max_sessions=values['max_sessions'],
-            max_session_turns=values['max_session_turns']), formats, self.stats, self._log)
+        self._core = ChatCore(engine, settings.build(CoreConfig, values), formats, self.stats,
+                              self._log)
         self._service = track_service(self.create_service(
             LLMChat, values['chat_service_name'], self._on_service, qos_profile=SERVICE_QOS,
             callback_group=self._group), self._replies)

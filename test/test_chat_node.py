@@ -35,6 +35,7 @@ from jobot_ai_msgs.srv import LLMChat
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
+from br_chat_lifecycle.settings import build
 
 SHARED_VENDOR_DIR = REPO_ROOT.parent / 'shared' / 'vendor_docs'
 VENDOR_COPIES = REPO_ROOT / 'test' / 'vendor_clients'   # verbatim copies (see its README)
@@ -327,7 +328,7 @@ def tiny_node(graph, tiny_model_path):
 @pytest.fixture(scope='module')
 def smol_tokens(default_model_path):
     """Counts prompt tokens exactly as the node does (same model, same template code)."""
-    engine = LlamaEngine(ModelConfig(model_path=default_model_path, n_ctx=512, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=512, n_threads=1))
     yield lambda messages: len(engine.prompt_tokens(messages))
     engine.close()
 
@@ -579,7 +580,7 @@ def test_context_overflow_drops_oldest_turns_or_refuses(graph, start_node, tiny_
                        'max_tokens': max_tokens})
     bring_up(graph, node)
     budget = n_ctx - max_tokens
-    counter = LlamaEngine(ModelConfig(model_path=tiny_model_path, n_ctx=n_ctx, n_threads=1))
+    counter = LlamaEngine(build(ModelConfig, model_path=tiny_model_path, n_ctx=n_ctx, n_threads=1))
     try:
         history = []
         for i in range(8):

@@ -9,6 +9,7 @@ from typing import List
 
 import pytest
 
+from br_chat_lifecycle.settings import build
 from br_chat_lifecycle.engine import (LlamaEngine, ModelConfig, ModelLoadError, SamplingParams,
                                       check_model_file)
 
@@ -17,14 +18,14 @@ GREEDY = dict(temperature=0.0, seed=0)
 
 @pytest.fixture(scope='module')
 def smol(default_model_path):
-    engine = LlamaEngine(ModelConfig(model_path=default_model_path, n_ctx=1024, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=1024, n_threads=1))
     yield engine
     engine.close()
 
 
 @pytest.fixture(scope='module')
 def tiny(tiny_model_path):
-    engine = LlamaEngine(ModelConfig(model_path=tiny_model_path, n_ctx=1024, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=tiny_model_path, n_ctx=1024, n_threads=1))
     yield engine
     engine.close()
 
@@ -81,7 +82,7 @@ def test_loads_both_models_with_their_own_chat_template(smol, tiny, default_mode
 def test_model_load_error_missing_file(tmp_path):
     path = str(tmp_path / 'missing.gguf')
     with pytest.raises(ModelLoadError, match='model file not found') as e:
-        LlamaEngine(ModelConfig(model_path=path))
+        LlamaEngine(build(ModelConfig, model_path=path))
     assert path in str(e.value)
 
 
@@ -89,13 +90,13 @@ def test_model_load_error_junk_file(tmp_path):
     path = tmp_path / 'junk.gguf'
     path.write_bytes(b'this is not a model\n' * 100)
     with pytest.raises(ModelLoadError, match='not a GGUF model file') as e:
-        LlamaEngine(ModelConfig(model_path=str(path)))
+        LlamaEngine(build(ModelConfig, model_path=str(path)))
     assert str(path) in str(e.value) and "b'this'" in str(e.value)
 
 
 def test_model_load_error_directory(tmp_path):
     with pytest.raises(ModelLoadError, match='not a regular file') as e:
-        LlamaEngine(ModelConfig(model_path=str(tmp_path)))
+        LlamaEngine(build(ModelConfig, model_path=str(tmp_path)))
     assert str(tmp_path) in str(e.value)
 
 
@@ -110,7 +111,7 @@ def test_model_load_error_truncated_gguf(tmp_path, tiny_model_path):
     with open(tiny_model_path, 'rb') as f:
         path.write_bytes(f.read(4096))
     with pytest.raises(ModelLoadError, match='llama.cpp could not load') as e:
-        LlamaEngine(ModelConfig(model_path=str(path), n_ctx=256))
+        LlamaEngine(build(ModelConfig, model_path=str(path), n_ctx=256))
     assert str(path) in str(e.value)
 
 
@@ -121,7 +122,7 @@ def test_streamed_pieces_join_to_the_text(engine, prompt):
     pieces = []
     with TokenTap(engine) as tap:
         result = engine.generate(engine.prompt_tokens(user(prompt)),
-                                 SamplingParams(max_tokens=48, **GREEDY), on_text=pieces.append)
+                                 build(SamplingParams, max_tokens=48, **GREEDY), on_text=pieces.append)
     assert pieces and all(pieces), 'empty pieces must not be emitted'
     assert ''.join(pieces) == result.text
     assert result.finish_reason in ('stop', 'length')
@@ -133,7 +134,7 @@ def test_streamed_pieces_join_to_the_text(engine, prompt):
 
 def test_smol_answers_sensibly(smol):
     result = fresh(smol).generate(smol.prompt_tokens(user('What is the capital of France?')),
-                                  SamplingParams(max_tokens=48, **GREEDY))
+                                  build(SamplingParams, max_tokens=48, **GREEDY))
     assert 'Paris' in result.text
     assert result.finish_reason == 'stop'  # SmolLM2 ends its turn by itself
 
@@ -146,7 +147,7 @@ def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
     pieces = []
     with TokenTap(tiny) as tap:
         result = tiny.generate(tiny.prompt_tokens(user('你好，请介绍一下你自己')),
-                               SamplingParams(max_tokens=400, temperature=1.0, seed=7),
+                               build(SamplingParams, max_tokens=400, temperature=1.0, seed=7),
                                on_text=pieces.append)
     assert result.completion_tokens == 400 == len(tap.pieces)
     raw = b''.join(tap.pieces)
@@ -173,7 +174,7 @@ def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
 def test_max_tokens_is_a_hard_cap_tiny(tiny, max_tokens):
     with TokenTap(tiny) as tap:
         result = tiny.generate(tiny.prompt_tokens(user('hello')),
-                               SamplingParams(max_tokens=max_tokens, **GREEDY))
+                               build(SamplingParams, max_tokens=max_tokens, **GREEDY))
     assert result.completion_tokens == max_tokens == len(tap.pieces)
     assert result.finish_reason == 'length'
 
@@ -181,7 +182,7 @@ def test_max_tokens_is_a_hard_cap_tiny(tiny, max_tokens):
 def test_max_tokens_is_a_hard_cap_with_chinese_output(smol):
     with TokenTap(smol) as tap:
         result = smol.generate(smol.prompt_tokens(user('请用中文写一首关于春天的长诗')),
-                               SamplingParams(max_tokens=9, **GREEDY))
+                               build(SamplingParams, max_tokens=9, **GREEDY))
     assert result.completion_tokens == 9 == len(tap.pieces)
     assert result.finish_reason == 'length'
     assert any('\u4e00' <= ch <= '\u9fff' for ch in result.text), result.text
@@ -192,18 +193,18 @@ def test_max_tokens_is_capped_by_the_context(tiny):
     prompt = tiny.prompt_tokens(user('x' * 1000))
     room = tiny.n_ctx - len(prompt)
     assert 0 < room < 100
-    result = tiny.generate(prompt, SamplingParams(max_tokens=500, **GREEDY))
+    result = tiny.generate(prompt, build(SamplingParams, max_tokens=500, **GREEDY))
     assert result.completion_tokens == room and result.finish_reason == 'length'
 
 
 # =============================================================================== stop / cancel
 def test_stop_sequence_truncates_greedy_output(smol):
     prompt = smol.prompt_tokens(user('Count from 1 to 20, one number per line.'))
-    full = fresh(smol).generate(prompt, SamplingParams(max_tokens=40, **GREEDY)).text
+    full = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, **GREEDY)).text
     assert '5' in full, full
     stop = '5'
     pieces = []
-    result = fresh(smol).generate(prompt, SamplingParams(max_tokens=40, stop=[stop], **GREEDY),
+    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
                                   on_text=pieces.append)
     assert result.text == full[:full.index(stop)]
     assert result.finish_reason == 'stop'
@@ -212,11 +213,11 @@ def test_stop_sequence_truncates_greedy_output(smol):
 
 def test_multi_character_stop_sequence_split_over_tokens(smol):
     prompt = smol.prompt_tokens(user('Count from 1 to 20, one number per line.'))
-    full = fresh(smol).generate(prompt, SamplingParams(max_tokens=40, **GREEDY)).text
+    full = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, **GREEDY)).text
     stop = '\n4'  # the newline and the digit are different tokens
     assert stop in full, full
     pieces = []
-    result = fresh(smol).generate(prompt, SamplingParams(max_tokens=40, stop=[stop], **GREEDY),
+    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
                                   on_text=pieces.append)
     assert result.text == full[:full.index(stop)] and result.finish_reason == 'stop'
     assert ''.join(pieces) == result.text
@@ -235,7 +236,7 @@ def test_should_stop_cancels_within_a_token(engine, after):
 
     with TokenTap(engine) as tap:
         result = engine.generate(engine.prompt_tokens(user('Write a long story about a robot.')),
-                                 SamplingParams(max_tokens=200, **GREEDY),
+                                 build(SamplingParams, max_tokens=200, **GREEDY),
                                  on_text=pieces.append, should_stop=should_stop)
     assert result.finish_reason == 'cancelled'
     assert tokens_when_asked, 'should_stop was never asked after the pieces arrived'
@@ -248,7 +249,7 @@ def test_should_stop_cancels_within_a_token(engine, after):
 
 
 def test_should_stop_before_the_first_token(tiny):
-    result = tiny.generate(tiny.prompt_tokens(user('hello')), SamplingParams(max_tokens=50),
+    result = tiny.generate(tiny.prompt_tokens(user('hello')), build(SamplingParams, max_tokens=50),
                            should_stop=lambda: True)
     assert result.finish_reason == 'cancelled' and result.completion_tokens == 0
     assert result.text == ''
@@ -258,13 +259,13 @@ def test_should_stop_before_the_first_token(tiny):
 def test_kv_prefix_is_reused_on_the_second_turn(smol):
     q1, q2 = 'My name is Alice.', 'What is my name?'
     first_prompt = smol.prompt_tokens(user(q1))
-    first = fresh(smol).generate(first_prompt, SamplingParams(max_tokens=32, **GREEDY))
+    first = fresh(smol).generate(first_prompt, build(SamplingParams, max_tokens=32, **GREEDY))
     assert first.reused_prompt_tokens == 0
     second_prompt = smol.prompt_tokens([{'role': 'user', 'content': q1},
                                         {'role': 'assistant', 'content': first.text},
                                         {'role': 'user', 'content': q2}])
     assert second_prompt[:len(first_prompt)] == first_prompt
-    second = smol.generate(second_prompt, SamplingParams(max_tokens=16, **GREEDY))
+    second = smol.generate(second_prompt, build(SamplingParams, max_tokens=16, **GREEDY))
     assert second.reused_prompt_tokens >= len(first_prompt)
     assert second.reused_prompt_tokens < len(second_prompt)
     assert second.prompt_tokens == len(second_prompt)
@@ -310,12 +311,12 @@ def test_prompt_injection_in_history_and_system_prompt(engine):
 
 # =============================================================================== close
 def test_close_is_idempotent_and_use_after_close_is_refused(tiny_model_path):
-    engine = LlamaEngine(ModelConfig(model_path=tiny_model_path, n_ctx=256, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=tiny_model_path, n_ctx=256, n_threads=1))
     prompt = engine.prompt_tokens(user('hi'))
-    assert engine.generate(prompt, SamplingParams(max_tokens=4)).completion_tokens == 4
+    assert engine.generate(prompt, build(SamplingParams, max_tokens=4)).completion_tokens == 4
     engine.close()
     engine.close()
     with pytest.raises(RuntimeError, match='closed'):
-        engine.generate(prompt, SamplingParams(max_tokens=4))
+        engine.generate(prompt, build(SamplingParams, max_tokens=4))
     with pytest.raises(RuntimeError, match='closed'):
         engine.prompt_tokens(user('hi'))

@@ -7,6 +7,7 @@ from br_chat_lifecycle.chat_core import ChatCore, ChatRequest, CoreConfig, Gener
 from br_chat_lifecycle.chat_diagnostics import ERROR, OK, WARN, level_and_message
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, SamplingParams
 from br_chat_lifecycle.structured_output import FormatResolver
+from br_chat_lifecycle.settings import build
 from tiny_gguf import write_tiny_model
 
 
@@ -20,11 +21,12 @@ def _snapshot(core, state='active'):
 
 
 def test_failed_generation_is_reported_and_the_core_keeps_serving(tmp_path):
-    engine = LlamaEngine(ModelConfig(str(write_tiny_model(tmp_path / 'tiny.gguf')), n_ctx=512,
-                                     n_threads=1))
+    model = str(write_tiny_model(tmp_path / 'tiny.gguf'))
+    engine = LlamaEngine(build(ModelConfig, model_path=model, n_ctx=512, n_threads=1))
     formats = FormatResolver('text', '', '', engine.json_grammar, engine.compile_grammar)
-    core = ChatCore(engine, CoreConfig(max_queue=2), formats)
-    settings = GenerationSettings(SamplingParams(max_tokens=8, temperature=0.0))
+    core = ChatCore(engine, build(CoreConfig, max_queue=2), formats)
+    settings = build(GenerationSettings,
+                     sampling=build(SamplingParams, max_tokens=8, temperature=0.0))
     limits = dict(latency_warn_s=1e9, rss_warn_mb=1e9, queue_warn_ratio=1.0)
     try:
         job = core.submit(ChatRequest('hello'), settings)

@@ -431,7 +431,8 @@ def smol_rig(default_model_path):
 def smol_engine(default_model_path):
     """The same model in-process, to compute what the node should have tokenized."""
     from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
-    engine = LlamaEngine(ModelConfig(default_model_path, n_ctx=256))
+    from br_chat_lifecycle.settings import build
+    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=256))
     yield engine
     engine.close()
 
