@@ -42,6 +42,7 @@ from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import rss_mb, trim_heap
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
+from .sentence_stream import SentenceStream
 from .stats import ChatStats
 from .structured_output import FormatResolver
 
@@ -359,9 +360,8 @@ class ChatNode(LifecycleNode):
             if reply is None and goal_handle.is_cancel_requested:
                 reply = ChatReply(error='cancelled before it started', finish_reason='cancelled')
             if reply is None:
-                feedback = FeedbackBatcher(
-                    lambda text: self._publish_feedback(goal_handle, text),
-                    self._param('feedback_min_interval_s'))
+                feedback, reply = self._goal_feedback(goal_handle)
+            if reply is None:
                 goal.job = self._core.submit(_chat_request(goal_handle.request),
                                              self._generation_settings(), feedback.add)
                 with self._goals_lock:
@@ -385,6 +385,25 @@ class ChatNode(LifecycleNode):
         else:
             goal_handle.abort()
         return result
+
+    def _goal_feedback(self, goal_handle):
+        """Choose the feedback publisher for the goal's stream_unit.
+
+        Returns (publisher, None), or (None, error reply) for an unknown stream_unit: the goal
+        is then refused before anything is generated.
+        """
+        unit = goal_handle.request.stream_unit
+
+        def publish(text):
+            self._publish_feedback(goal_handle, text)
+        if unit in ('', 'token'):
+            return FeedbackBatcher(publish, self._param('feedback_min_interval_s')), None
+        if unit == 'sentence':
+            return SentenceFeedback(publish, self._param('max_sentence_chars')), None
+        error = f'stream_unit: must be "", "token" or "sentence" (got {unit!r})'
+        self.stats.record('failed', 0.0, error=error)
+        self.get_logger().warning(f'goal refused: {error}')
+        return None, ChatReply(error=error, finish_reason='error')
 
     def _publish_feedback(self, goal_handle, text: str) -> None:
         try:
@@ -491,6 +510,34 @@ class FeedbackBatcher:
             text, self._pending = ''.join(self._pending), []
             if text:
                 self._publish(text)
+
+
+class SentenceFeedback:
+    """Publishes streamed text as feedback, one complete sentence per message.
+
+    For stream_unit "sentence" (text-to-speech): each sentence is published as soon as the
+    text that completes it is generated (a sentence ending in a terminator waits for the next
+    piece, which shows whether a closing quote, a digit or a space follows; see
+    sentence_stream), several in a row if one piece completes several; ``flush`` sends the
+    rest. No timer: feedback_min_interval_s does not apply. The partials still concatenate to
+    the reply.
+    """
+
+    def __init__(self, publish, max_chars: int):
+        self._publish = publish
+        self._stream = SentenceStream(max_chars)
+        self._lock = threading.Lock()
+
+    def add(self, piece: str) -> None:
+        with self._lock:
+            for sentence in self._stream.feed(piece):
+                self._publish(sentence)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest = self._stream.finish()
+            if rest:
+                self._publish(rest)
 
 
 def _chat_request(msg) -> ChatRequest:

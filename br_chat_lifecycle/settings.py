@@ -110,6 +110,12 @@ PARAMS: Sequence[Param] = (
           'one feedback per this many seconds carrying all text since the last (less client '
           'CPU for fast models; the partials still concatenate to the reply).', when='live',
           check=_min(0.0)),
+    Param('max_sentence_chars', 200,
+          'Action goals with stream_unit "sentence": a sentence longer than this many '
+          'characters is sent in pieces, cut at a comma or a space (else at this length). '
+          'Sentence feedback is sent as soon as each sentence is complete: '
+          'feedback_min_interval_s does not apply to it.', when='live',
+          check=_range(10, 100000)),
     # --- structured output (read on configure) -------------------------------------------
     Param('response_format', 'text',
           'Default output format: text | json (any JSON object) | json_schema (needs '
