@@ -65,12 +65,18 @@ _UNDECIDED = -1
 class SentenceStream:
     """Incremental sentence splitter; see the module docstring for the rules."""
 
-    def __init__(self, max_chars: int = 200):
+    def __init__(self, max_chars: int = 200, preceding: str = ''):
+        """Split text into pieces of at most ``max_chars``.
+
+        ``preceding``: the text before the first one fed, when splitting the rest of a text
+        split elsewhere (only its last character matters: a list number at the start of a
+        line).
+        """
         if max_chars < 1:
             raise ValueError(f'max_chars must be >= 1 (got {max_chars})')
         self.max_chars = max_chars
-        self._buf = ''        # text not yet returned
-        self._before = ''     # the last character returned ('' at the start of the text)
+        self._buf = ''                  # text not yet returned
+        self._before = preceding[-1:]   # the last character before _buf ('' at the start)
 
     def feed(self, text: str) -> List[str]:
         """Add ``text``; return the sentences it completed, in order (possibly [])."""

@@ -123,6 +123,21 @@ def test_numbered_list_markers_do_not_split():
     check('1. First.', ['1. First.'])
 
 
+def test_rest_of_a_text_split_with_preceding_context():
+    text = 'Steps:\n1. Open the door.\n2. Walk in. I counted to 3. Done.'
+    whole = split(text)
+    for cut in range(1, len(text)):
+        head = SentenceStream(200)
+        first = head.feed(text[:cut])
+        if not first:
+            continue
+        done = ''.join(first)
+        tail = SentenceStream(200, preceding=done)
+        rest = tail.feed(text[len(done):])
+        last = tail.finish()
+        assert first + rest + ([last] if last else []) == whole, cut
+
+
 def test_whitespace_only_is_not_a_sentence():
     check('\n\n  Hello.', ['\n\n  Hello.'])
     check('   ', ['   '])
