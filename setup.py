@@ -31,6 +31,7 @@ setup(
             'demo = br_chat_lifecycle.demo:main',
             'tool_bridge = br_chat_lifecycle.tool_bridge:main',
             'fake_robot = br_chat_lifecycle.examples.fake_robot:main',
+            'tts_bridge = br_chat_lifecycle.tts_bridge:main',
         ],
     },
 )
