@@ -217,3 +217,33 @@ def test_no_common_include_overrides_the_forced_llama_build_common(tmp_path):
     trimmed = configure('trimmed', args)
     assert 'LLAMA_BUILD_COMMON=OFF' in trimmed
     assert 'LLAVA_BUILD=OFF' in trimmed
+
+
+def host_has_x86_64_v3():
+    """Return True on an x86_64 host whose CPU has AVX, AVX2, FMA and F16C."""
+    if os.uname().machine != 'x86_64':
+        return False
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return False
+    flags = next((line.split(':', 1)[1].split() for line in text.splitlines()
+                  if line.startswith('flags')), [])
+    return {'avx', 'avx2', 'fma', 'f16c'} <= set(flags)
+
+
+def test_installed_llama_cpp_is_the_trimmed_portable_build():
+    """The llama_cpp in this venv was built by tools/setup.sh with the flags above."""
+    if os.environ.get('LLAMA_CMAKE_ARGS'):
+        pytest.skip('LLAMA_CMAKE_ARGS overrides the default build')
+    if not (REPO_ROOT / '.setup-stamps' / 'llama-cpp-python').is_file():
+        pytest.skip('llama-cpp-python was installed before setup.sh recorded its build flags')
+    llama_cpp = pytest.importorskip('llama_cpp')
+    lib_dir = Path(llama_cpp.__file__).parent / 'lib'
+    libs = sorted(p.name for p in lib_dir.glob('lib*.so'))
+    assert 'libllama.so' in libs and 'libggml-cpu.so' in libs, libs
+    assert 'libmtmd.so' not in libs and 'libllama-common.so' not in libs, libs
+    if host_has_x86_64_v3():
+        info = llama_cpp.llama_print_system_info().decode()
+        assert 'AVX2 = 1' in info and 'FMA = 1' in info and 'F16C = 1' in info, info
+        assert 'AVX512' not in info and 'AMX' not in info, f'not a portable build: {info}'
