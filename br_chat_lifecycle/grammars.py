@@ -315,8 +315,10 @@ class _Walk:
         for sel in ref[2:].split('/'):
             if isinstance(target, dict) and sel in target:
                 target = target[sel]
-            elif isinstance(target, list) and sel.isdigit() and int(sel) < len(target):
-                target = target[int(sel)]
+            elif isinstance(target, list):
+                self.fail(path + ['$ref'], f'$ref {ref!r} goes through an array ({sel!r}); '
+                          'llama.cpp\'s converter follows object keys only (put the target '
+                          'in $defs)')
             else:
                 self.fail(path + ['$ref'], f'$ref {ref!r} points nowhere ({sel!r} not found)')
             target_path.append(sel)
@@ -930,8 +932,9 @@ def insert_lazy_grammar(sampler: Any, vocab: Any, grammar: LazyGrammar) -> None:
     """
     chain = sampler.sampler
     n = llama_cpp.llama_sampler_chain_n(chain)
+    # llama.cpp prefixes the name of a sampler that is a no-op with '?' ('?penalties').
     names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(chain, i))
-             for i in range(n)]
+             .lstrip(b'?') for i in range(n)]
     position = names.index(b'penalties') + 1 if b'penalties' in names else 0
     tail = [llama_cpp.llama_sampler_chain_remove(chain, position) for _ in range(position, n)]
     patterns = (ctypes.c_char_p * len(grammar.trigger_patterns))(
