@@ -41,7 +41,7 @@ ROBOT_TOOLS = [
     {'type': 'function', 'function': {
         'name': 'say', 'description': 'Say a sentence out loud.',
         'parameters': {'type': 'object', 'properties': {
-            'text': {'type': 'string', 'minLength': 1, 'maxLength': 120}},
+            'text': {'type': 'string', 'minLength': 1, 'maxLength': 60}},
             'required': ['text'], 'additionalProperties': False}}},
     {'type': 'function', 'function': {
         'name': 'dock', 'description': 'Go back to the charging dock.'}},
@@ -384,10 +384,14 @@ INSTRUCTIONS = [
     'Tell the kids it is time for bed, then turn off the bathroom light.',
 ]
 SYSTEM = 'You are the voice interface of a home robot. Use the tools to act.'
+# At most 2 calls of at most ~60 characters of arguments: every reply ends within MAX_TOKENS.
+LIMITS = tc.ToolLimits(max_calls=2)
+MAX_TOKENS = 256
 
 
 class Generator:
-    """SmolLM2 with the chat template of choice; greedy; lazy grammars supported."""
+    """SmolLM2 with the chat template of choice; greedy (repeat penalty 1.1, the node's
+    default); lazy grammars supported."""
 
     def __init__(self, model_path, template=None):
         import llama_cpp
@@ -399,13 +403,13 @@ class Generator:
         self.supports_tools = tc.template_supports_tools(template)
         self.formatter = Jinja2ChatFormatter(template, eos_token='<|im_end|>', bos_token='')
 
-    def reply(self, messages, tools_, choice, max_tokens=160):
+    def reply(self, messages, tools_, choice, max_tokens=MAX_TOKENS):
         adapted, kwargs = tc.prompt_with_tools(messages, tools_, choice, self.supports_tools)
         prompt = self.formatter(messages=adapted, **kwargs).prompt
-        grammar = tool_call_grammar(tools_, choice)
+        grammar = tool_call_grammar(tools_, choice, LIMITS)
         tokens = self.llm.tokenize(prompt.encode(), special=True)  # test content is trusted
         out, finished = [], False
-        gen = self.llm.generate(tokens, temp=0.0, repeat_penalty=1.0, reset=True,
+        gen = self.llm.generate(tokens, temp=0.0, repeat_penalty=1.1, reset=True,
                                 grammar=grammar.llama_grammar() if grammar else None)
         try:
             for token in gen:
@@ -442,8 +446,8 @@ def test_required_calls_are_valid_for_every_instruction(smollm):
         text, finished, grammar = smollm.reply(_user(instruction), t, 'required')
         print(f'{instruction!r} -> {text!r}')
         assert finished and not grammar.lazy, text
-        content, calls = parse_tool_calls(text, t, 'required')
-        assert content == '' and 1 <= len(calls) <= TOOL_LIMITS.max_calls
+        content, calls = parse_tool_calls(text, t, 'required', LIMITS)
+        assert content == '' and 1 <= len(calls) <= LIMITS.max_calls
 
 
 @pytest.mark.slow
@@ -455,7 +459,7 @@ def test_a_named_tool_choice_calls_only_that_tool(smollm):
         text, finished, _ = smollm.reply(_user(instruction), t, name)
         print(f'{instruction!r} [{name}] -> {text!r}')
         assert finished, text
-        _, calls = parse_tool_calls(text, t, name)
+        _, calls = parse_tool_calls(text, t, name, LIMITS)
         assert calls and {c['name'] for c in calls} == {name}
 
 
@@ -489,7 +493,7 @@ def test_auto_replies_are_text_or_valid_calls(smollm):
         assert grammar.lazy
         print(f'{instruction!r} -> {text!r}')
         if tc.CALL_OPEN in text or finished:
-            content, calls = parse_tool_calls(text, t, 'auto')  # raises unless valid
+            content, calls = parse_tool_calls(text, t, 'auto', LIMITS)  # raises unless valid
             outcomes.append('calls' if calls else 'text')
         else:
             outcomes.append('text (cut at max_tokens)')
@@ -507,6 +511,6 @@ def test_a_template_with_tool_support_renders_tools_itself(default_model_path):
             text, finished, _ = generator.reply(_user(instruction), t, 'required')
             print(f'{instruction!r} -> {text!r}')
             assert finished, text
-            assert parse_tool_calls(text, t, 'required')[1]
+            assert parse_tool_calls(text, t, 'required', LIMITS)[1]
     finally:
         generator.close()
