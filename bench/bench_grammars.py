@@ -22,23 +22,23 @@ Run it on an otherwise idle machine: per-token times include llama.cpp's decode.
 import argparse
 import json
 import os
+from pathlib import Path
 import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from br_chat_lifecycle import grammars  # noqa: E402
-from br_chat_lifecycle.grammars import LIMITS, check_gbnf, schema_to_gbnf  # noqa: E402
+from br_chat_lifecycle.grammars import check_gbnf, LIMITS, schema_to_gbnf  # noqa: E402
 
 L = LIMITS
 
 
 def hostile_schemas():
-    """The schemas of reliability issue #9 (each was 23 s / GBs / seconds of blocking)."""
+    """Yield the schemas of reliability issue #9 (23 s / GBs / seconds of blocking each)."""
     yield 'minLength 1e8', {'type': 'string', 'minLength': 100_000_000}
     for i in range(6):
         yield f'minLength ~1e7 #{i + 1}', {'type': 'string', 'minLength': 10_000_000 + i}
@@ -93,7 +93,7 @@ def worst_allowed():
 
 
 def _dag(per=2):
-    """The deepest DAG of ``per`` ambiguous alternatives per level that the limits allow."""
+    """Build the deepest DAG of ``per`` ambiguous alternatives a level the limits allow."""
     best = None
     for k in range(1, 16):
         levels = {f'L{j}': {'anyOf': [{'type': 'object', 'properties': {
@@ -112,8 +112,10 @@ def _dag(per=2):
 
 
 def measure(fn, repeat=1):
-    """(result or exception, median wall seconds, median CPU seconds, peak MiB of Python
-    allocations). CPU time is what a busy machine does not inflate."""
+    """Run ``fn``: (result or exception, median wall s, median CPU s, peak MiB allocated).
+
+    CPU time is what a busy machine does not inflate.
+    """
     times, cpu, result = [], [], None
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()

@@ -20,16 +20,16 @@ Hand-written, because neither has it:
   * ``LazyGrammar`` + ``insert_lazy_grammar``: ``Llama.generate`` only knows eager
     grammars, so the lazy sampler is put at the grammar's place in its sampler chain.
 """
+from collections import OrderedDict
 import copy
 import ctypes
+from dataclasses import dataclass
 import json
 import os
 import re
 import sys
 import tempfile
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import jsonschema
@@ -213,9 +213,11 @@ def fix_json_chars(gbnf: str) -> str:
 
 
 def json_grammar(schema: Optional[str] = None) -> str:
-    """GBNF for any JSON object (schema None) or for JSON valid under ``schema`` (JSON Schema
-    text), using llama.cpp's own schema-to-grammar converter. No bounds: a request schema
-    goes through ``schema_to_gbnf`` instead."""
+    """Return GBNF for any JSON object (schema None) or for JSON valid under ``schema``.
+
+    ``schema`` is JSON Schema text; llama-cpp-python's own converter does the work. No
+    bounds: a request schema goes through ``schema_to_gbnf`` instead.
+    """
     if not schema:
         return llama_grammar.JSON_GBNF
     try:
@@ -283,8 +285,11 @@ class _Walk:
         _fail(self.where, path, message)
 
     def unsupported(self, path, message):
-        """Record the first thing the converter cannot handle (raised after check_schema,
-        whose message is better for a schema that is simply invalid)."""
+        """Record the first thing the converter cannot handle.
+
+        It is raised after jsonschema's check_schema, whose message is better for a schema
+        that is simply invalid.
+        """
         if self.deferred is None:
             self.deferred = f'{self.where}: {_pointer(path)}: {message}'
 
@@ -303,12 +308,12 @@ class _Walk:
         return value
 
     def resolve(self, ref: Any, path) -> Tuple[Any, List[Any]]:
-        """The target of a local $ref, as the converter finds it (no ~0/~1 unescaping)."""
+        """Find the target of a local $ref as the converter does (no ~0/~1 unescaping)."""
         if not isinstance(ref, str):
             self.fail(path + ['$ref'], f'$ref must be a string (got {ref!r})')
         if not ref.startswith('#/'):
-            self.fail(path + ['$ref'], f'$ref {ref!r} is not supported: llama.cpp\'s converter '
-                      'resolves only local references of the form "#/..." (no remote '
+            self.fail(path + ['$ref'], f'$ref {ref!r} is not supported: the llama-cpp-python '
+                      'converter resolves only local references of the form "#/..." (no remote '
                       'documents, no "#" self reference)')
         target: Any = self.root
         target_path: List[Any] = []
@@ -317,14 +322,14 @@ class _Walk:
                 target = target[sel]
             elif isinstance(target, list):
                 self.fail(path + ['$ref'], f'$ref {ref!r} goes through an array ({sel!r}); '
-                          'llama.cpp\'s converter follows object keys only (put the target '
-                          'in $defs)')
+                          'the llama-cpp-python converter follows object keys only (put the '
+                          'target in $defs)')
             else:
                 self.fail(path + ['$ref'], f'$ref {ref!r} points nowhere ({sel!r} not found)')
             target_path.append(sel)
         if not isinstance(target, dict):
             self.fail(path + ['$ref'], f'$ref {ref!r} must point at a schema object (booleans '
-                      'are not supported by llama.cpp\'s converter)')
+                      'are not supported by the llama-cpp-python converter)')
         return target, target_path
 
     # ----------------------------------------------------------------- the walk
@@ -334,7 +339,7 @@ class _Walk:
         if isinstance(node, bool):
             if visited:
                 self.unsupported(path, 'boolean schemas (true/false) are not supported here by '
-                                 'llama.cpp\'s converter; use {} or leave the keyword out')
+                                 'the llama-cpp-python converter; use {} or leave the keyword out')
             return
         if not isinstance(node, dict):
             return  # check_schema has refused anything else
@@ -411,7 +416,7 @@ class _Walk:
             self.fail(path + ['$ref'], f'more than {lim.max_refs} $ref (the limit)')
         if under_ref:
             self.fail(path + ['$ref'], 'this $ref lies inside a schema that itself has a $ref; '
-                      'llama.cpp\'s converter does not resolve it (put $defs in a schema '
+                      'the llama-cpp-python converter does not resolve it (put $defs in a schema '
                       'without $ref, e.g. next to "type" at the root)')
         target, target_path = self.resolve(node['$ref'], path)
         chain = [tuple(target_path)]
@@ -427,19 +432,22 @@ class _Walk:
         self.charge(path, 2 * len(name) + 20)
 
     def all_of(self, parts: list, path, name: str, depth: int, under_ref: bool) -> None:
-        """The converter merges the properties of allOf parts (and of their anyOf parts,
-        and of the $ref targets of either) into one object, visiting them again each time."""
+        """Walk allOf as the converter does.
+
+        It merges the properties of the allOf parts (and of their anyOf parts, and of the
+        $ref targets of either) into one object, visiting them again each time.
+        """
         prefix = f'{name}-' if name else ''
         components = []
         for i, part in enumerate(parts):
             if not isinstance(part, dict):
                 self.fail(path + ['allOf', i], 'boolean schemas (true/false) are not '
-                          'supported in allOf by llama.cpp\'s converter')
+                          'supported in allOf by the llama-cpp-python converter')
             if isinstance(part.get('anyOf'), list):
                 for j, sub in enumerate(part['anyOf']):
                     if not isinstance(sub, dict):
                         self.fail(path + ['allOf', i, 'anyOf', j], 'boolean schemas are not '
-                                  'supported in allOf by llama.cpp\'s converter')
+                                  'supported in allOf by the llama-cpp-python converter')
                     components.append((sub, path + ['allOf', i, 'anyOf', j]))
             else:
                 components.append((part, path + ['allOf', i]))
@@ -449,7 +457,8 @@ class _Walk:
                 key = _pointer(target_path)
                 if key in self.allof_stack:
                     self.fail(comp_path + ['$ref'], f'allOf $ref {comp["$ref"]!r} includes '
-                              'itself again (llama.cpp\'s converter would recurse forever)')
+                              'itself again (the llama-cpp-python converter would recurse '
+                              'forever)')
                 props = target.get('properties')
                 if isinstance(props, dict):
                     self.allof_stack.append(key)
@@ -463,7 +472,7 @@ class _Walk:
                 self.schema(comp, comp_path, name, depth + 1, under_ref)
 
     def keywords(self, node: dict, path, name: str, visited: bool) -> None:
-        """Expanding keywords of one subschema: bounds and grammar-size estimate."""
+        """Check the expanding keywords of one subschema; estimate their grammar size."""
         lim = self.limits
         for key in ('minLength', 'maxLength'):
             if key in node:
@@ -484,8 +493,8 @@ class _Walk:
             lo = int(node.get('minLength', 0))
             hi = int(node.get('maxLength', lo))
             self.charge(path, 6 * lo + 9 * max(0, hi - lo))
-        if visited and (None in types or 'array' in types) and isinstance(node.get('items'),
-                                                                           (dict, bool)):
+        items = node.get('items')
+        if visited and (None in types or 'array' in types) and isinstance(items, (dict, bool)):
             lo = int(node.get('minItems', 0))
             hi = int(node.get('maxItems', lo))
             unit = len(name) + 24
@@ -503,9 +512,10 @@ class _Walk:
                          visited and (None in types or 'string' in types))
         if visited and not self.recognized(node):
             keys = ', '.join(sorted(node)) or 'none'
-            self.unsupported(path, 'llama.cpp\'s converter cannot turn this schema into a grammar '
-                      f'(keywords: {keys}): give it a "type", or properties / items / enum '
-                      '/ const / anyOf / oneOf / allOf / $ref / pattern')
+            self.unsupported(path, 'the llama-cpp-python converter cannot turn this schema '
+                             f'into a grammar (keywords: {keys}): give it a "type", or '
+                             'properties / items / enum / const / anyOf / oneOf / allOf / $ref '
+                             '/ pattern')
 
     def literal(self, path, value: Any, visited: bool) -> None:
         size = len(json.dumps(value))
@@ -539,8 +549,8 @@ class _Walk:
             converter._visit_pattern(pattern, 'pattern')
         except (AssertionError, ValueError, IndexError, RecursionError) as e:
             reason = str(e) or type(e).__name__
-            self.unsupported(path + ['pattern'], 'llama.cpp\'s converter cannot turn this pattern '
-                      f'into a grammar: {reason[:160]}')
+            self.unsupported(path + ['pattern'], 'the llama-cpp-python converter cannot turn '
+                             f'this pattern into a grammar: {reason[:160]}')
         self.charge(path + ['pattern'], 3 * len(pattern) + expanded * (len(name) + 24))
 
     # ----------------------------------------------------------------- parse stacks
@@ -620,7 +630,7 @@ class _Walk:
             if len(members) > 1 and any(results[i][1] for i in members):
                 self.fail(path, 'a recursive $ref inside alternatives that are not told apart by '
                           'their JSON type or first required property would multiply '
-                          'llama.cpp\'s grammar stacks at every nesting level; give the '
+                          'the llama.cpp grammar stacks at every nesting level; give the '
                           'alternatives distinct types or a distinct first property (const)')
             bound = max(bound, total)
         if bound > self.limits.max_parse_stacks:
@@ -630,8 +640,10 @@ class _Walk:
         return bound, any(r for _, r in results)
 
     def discriminator(self, node: Any, path: List[Any]) -> Any:
-        """What tells this alternative apart early: its JSON type and, for objects, the first
-        required property (and its const). None: unknown."""
+        """Return what tells this alternative apart early (None: unknown).
+
+        That is its JSON type and, for objects, the first required property (and its const).
+        """
         seen = 0
         while isinstance(node, dict) and '$ref' in node and seen <= self.limits.max_ref_chain:
             node, path = self.resolve(node['$ref'], path)
@@ -744,8 +756,11 @@ def _normalize_integers(node: Any) -> None:
 
 
 def unenforced_keywords(schema: Any) -> List[str]:
-    """JSON pointers of keywords the converter ignores (the grammar does not enforce them, so
-    a constrained reply may still fail validation), e.g. ``#/properties/n/minimum``."""
+    """List the JSON pointers of keywords the converter ignores.
+
+    The grammar does not enforce them, so a constrained reply may still fail validation,
+    e.g. ``#/properties/n/minimum``.
+    """
     found: List[str] = []
     stack: List[Tuple[Any, List[Any]]] = [(schema, [])]
     maps = ('properties', '$defs', 'definitions', 'patternProperties', 'dependentSchemas')
@@ -790,9 +805,11 @@ def parse_schema(schema_text: str, where: str, limits: SchemaLimits = LIMITS) ->
 
 
 def check_schema(schema: Any, where: str, limits: SchemaLimits = LIMITS) -> SchemaCost:
-    """A parsed schema: an object within ``limits`` (walked first: cheap, and it bounds what
-    follows), then valid for its JSON Schema draft (jsonschema's check_schema, ~0.1-0.2 ms
-    per subschema for draft 2020-12)."""
+    """Check a parsed schema: an object within ``limits``, valid for its JSON Schema draft.
+
+    The limits are walked first (cheap, and they bound what follows), then jsonschema's
+    check_schema runs (~0.1-0.2 ms per subschema for draft 2020-12).
+    """
     cost, unsupported = _walk_schema(schema, where, limits)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
@@ -826,10 +843,10 @@ def schema_dict_to_gbnf(schema: dict, where: str, limits: SchemaLimits = LIMITS)
         # The converter rewrites $refs in place: give it its own copy.
         gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(copy.deepcopy(schema)))
     except RecursionError as e:
-        raise ValueError(f'{where}: nested too deeply for llama.cpp\'s converter') from e
+        raise ValueError(f'{where}: nested too deeply for the llama-cpp-python converter') from e
     except Exception as e:  # the converter raises AssertionError/KeyError/ValueError...
         reason = str(e) or type(e).__name__
-        raise ValueError(f'{where}: llama.cpp\'s converter cannot turn this schema into a '
+        raise ValueError(f'{where}: the llama-cpp-python converter cannot turn this schema into a '
                          f'grammar: {reason[:200]}') from e
     gbnf = fix_json_chars(gbnf)
     size = len(gbnf.encode('utf-8'))
@@ -862,7 +879,7 @@ class ByteLRU:
         self._lock = threading.Lock()
 
     @property
-    def bytes(self) -> int:
+    def bytes(self) -> int:  # noqa: A003 (the natural name; shadows nothing in the class)
         """Sum of the sizes of the values held."""
         return self._bytes
 
@@ -873,7 +890,7 @@ class ByteLRU:
         return key in self._items
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        """The value of ``key`` (now the most recently used), or ``default``."""
+        """Return the value of ``key`` (now the most recently used), or ``default``."""
         with self._lock:
             item = self._items.get(key)
             if item is None:

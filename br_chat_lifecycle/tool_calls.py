@@ -1,8 +1,8 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Tool calls valid by construction: parse the tools, prompt for them, constrain, parse back.
+r"""Tool calls valid by construction: parse the tools, prompt for them, constrain, parse back.
 
 Format (Hermes / Qwen2.5, which llama.cpp's server also parses): the model answers with one or
-more blocks ``<tool_call>\\n{"name": "<name>", "arguments": {...}}\\n</tool_call>``.
+more blocks ``<tool_call>\n{"name": "<name>", "arguments": {...}}\n</tool_call>``.
 
 What is the ecosystem's:
   * the JSON of each call is constrained by a llama.cpp grammar converted by llama-cpp-python's
@@ -22,9 +22,9 @@ the mapping of ``tool`` messages for such templates, and the extraction of the b
 """
 import copy
 import dataclasses
+from dataclasses import dataclass, field
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jsonschema
@@ -67,7 +67,7 @@ class Tool:
     parameters: Dict[str, Any] = field(hash=False)
 
     def openai(self) -> Dict[str, Any]:
-        """The OpenAI-style declaration (what tool-aware chat templates expect)."""
+        """Return the OpenAI-style declaration (what tool-aware chat templates expect)."""
         function = {'name': self.name, 'description': self.description,
                     'parameters': self.parameters}
         if not self.description:
@@ -80,7 +80,7 @@ class Tool:
 
 def parse_tools(tools_json: str, limits: ToolLimits = TOOL_LIMITS,
                 schema_limits: grammars.SchemaLimits = grammars.LIMITS) -> List[Tool]:
-    """The tools of a request (``[]`` for an empty field). ValueError names what is wrong."""
+    """Parse the tools of a request (``[]`` for an empty field); ValueError names the fault."""
     if not tools_json.strip():
         return []
     size = len(tools_json.encode('utf-8'))
@@ -139,7 +139,7 @@ def parse_tools(tools_json: str, limits: ToolLimits = TOOL_LIMITS,
         # Each schema is bounded on its own (so is the time of this check), all together too.
         total += grammars.check_schema(parameters, where, schema_limits).subschemas
         if total > limits.max_total_subschemas:
-            raise ValueError(f'{where}: the tools\' parameters have more than '
+            raise ValueError(f'{where}: the parameters of the tools have more than '
                              f'{limits.max_total_subschemas} subschemas together (the limit)')
         tools.append(Tool(name, description, parameters))
     return tools
@@ -193,7 +193,7 @@ def template_supports_tools(template: str) -> bool:
 
 
 def tools_system_message(tools: Sequence[Tool]) -> str:
-    """The generic tools instructions: each tool's declaration as JSON, then the format."""
+    """Write the generic tools instructions: each declaration as JSON, then the format."""
     lines = [TOOLS_SYSTEM_HEADER]
     lines += ['\n' + json.dumps(t.openai(), ensure_ascii=False) for t in tools]
     return ''.join(lines) + TOOLS_SYSTEM_FOOTER
@@ -269,8 +269,10 @@ def prompt_with_tools(messages: Sequence[Dict[str, Any]], tools: Sequence[Tool],
 
 def mask_strings(value: Any, first_index: int, open_mark: str = '\ue000',
                  close_mark: str = '\ue001') -> Tuple[Any, List[str]]:
-    """``value`` with every string (keys too) replaced by a placeholder
-    ``<open><n><close>`` (n counting from ``first_index``) and the JSON-escaped texts.
+    """Replace every string of ``value`` (keys too) by a placeholder; return it and the texts.
+
+    Placeholders are ``<open><n><close>``, n counting from ``first_index``; the texts are
+    JSON-escaped (as ``tojson`` writes them).
 
     For injection-safe rendering of client-supplied tools by a chat template (chat_prompt's
     scheme): the template renders the placeholders (``tojson`` keeps them as they are), and
@@ -312,8 +314,10 @@ class ToolGrammar:
         return bool(self.trigger_patterns)
 
     def llama_grammar(self):
-        """The object for ``Llama.generate(grammar=...)`` (a LazyGrammar needs
-        grammars.LazyGrammarLlama)."""
+        """Return the object for ``Llama.generate(grammar=...)``.
+
+        A lazy one is a grammars.LazyGrammar: the Llama must be a grammars.LazyGrammarLlama.
+        """
         import llama_cpp
         if self.lazy:
             return grammars.LazyGrammar(self.gbnf, self.trigger_patterns)
@@ -373,7 +377,7 @@ def tool_call_grammar(tools: Sequence[Tool], choice: str,
                       limits: ToolLimits = TOOL_LIMITS,
                       schema_limits: grammars.SchemaLimits = grammars.LIMITS
                       ) -> Optional[ToolGrammar]:
-    """The grammar for ``choice`` (from parse_tool_choice), or None for "none"/no tools.
+    """Build the grammar for ``choice`` (from parse_tool_choice); None for "none"/no tools.
 
     "required": 1..max_calls calls of any tool; a tool name: calls of that tool only; "auto":
     the same calls grammar, lazy (triggered by ``<tool_call>``). Every grammar has passed
@@ -400,7 +404,7 @@ def tool_call_grammar(tools: Sequence[Tool], choice: str,
 
 
 def _wrap_calls(body: str, max_calls: int) -> str:
-    """``root ::= call ("\\n" call){0,max_calls-1}`` around the converter's call grammar."""
+    r"""Wrap ``root ::= call ("\n" call){0,max_calls-1}`` around the converter's grammar."""
     rules = {line.split(' ::= ', 1)[0] for line in body.splitlines() if ' ::= ' in line}
     suffix = ''
     while {f'tool-call{suffix}', f'tool-call-json{suffix}'} & rules:
@@ -493,5 +497,5 @@ def format_call(call: Dict[str, Any]) -> str:
 
 
 def tool_calls_json(calls: Sequence[Dict[str, Any]]) -> str:
-    """The reply field ``tool_calls_json``: "" without calls."""
+    """Format the reply field ``tool_calls_json`` ("" without calls)."""
     return json.dumps(list(calls), ensure_ascii=False) if calls else ''

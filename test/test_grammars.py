@@ -12,13 +12,12 @@ LlamaGrammar.from_string); every complete reply is valid JSON under its schema.
 import json
 from pathlib import Path
 
-import jsonschema
-import pytest
-
 from br_chat_lifecycle import grammars
 from br_chat_lifecycle.engine import LlamaEngine
-from br_chat_lifecycle.grammars import (ByteLRU, LIMITS, check_gbnf, check_schema_limits,
+from br_chat_lifecycle.grammars import (ByteLRU, check_gbnf, check_schema_limits, LIMITS,
                                         schema_to_gbnf)
+import jsonschema
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ROBOT_SCHEMA_TEXT = (REPO / 'config' / 'robot_command.schema.json').read_text()

@@ -15,13 +15,12 @@ import ctypes
 import json
 from pathlib import Path
 
-import jsonschema
-import pytest
-
 from br_chat_lifecycle import grammars
 from br_chat_lifecycle import tool_calls as tc
-from br_chat_lifecycle.tool_calls import (TOOL_LIMITS, parse_tool_calls, parse_tool_choice,
-                                          parse_tools, tool_call_grammar)
+from br_chat_lifecycle.tool_calls import (parse_tool_calls, parse_tool_choice, parse_tools,
+                                          tool_call_grammar, TOOL_LIMITS)
+import jsonschema
+import pytest
 
 QWEN_TEMPLATE = (Path(__file__).resolve().parent / 'data' /
                  'qwen2_5_tools_template.jinja').read_text()
@@ -232,7 +231,7 @@ def test_template_tool_support_is_read_from_the_jinja_source(default_model_path)
     llm.close()
     assert not tc.template_supports_tools(smollm_template)
     assert tc.template_supports_tools(QWEN_TEMPLATE)
-    assert not tc.template_supports_tools("{{ 'toolset' }}{% for m in messages %}{% endfor %}")
+    assert not tc.template_supports_tools('{{ "toolset" }}{% for m in messages %}{% endfor %}')
     assert tc.template_supports_tools('{% if tools %}x{% endif %}{% generation %}'
                                       '{% endgeneration %}')
 
@@ -351,7 +350,7 @@ def test_replies_parse_into_validated_calls():
      ['tool call 2 (set_light): arguments do not match its parameters schema at #/room',
       "'garage' is not one of"]),
     ('<tool_call>{"name": "move_to", "arguments": {}}</tool_call>', 'auto',
-     ["tool call 1 (move_to): arguments do not match", "'place' is a required property"]),
+     ['tool call 1 (move_to): arguments do not match', "'place' is a required property"]),
     ('done</tool_call>', 'auto', ['</tool_call> without a matching <tool_call>']),
     ('\n'.join(['<tool_call>{"name": "dock", "arguments": {}}</tool_call>'] * 5), 'auto',
      ['5 tool calls, over the limit 4']),
