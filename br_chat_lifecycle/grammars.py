@@ -4,7 +4,7 @@
 The one place for GBNF / JSON-schema grammar work (ROS-free). What is llama.cpp's:
   * JSON Schema -> GBNF is llama-cpp-python's converter (``llama_grammar.json_schema_to_gbnf``);
   * parsing a grammar is llama.cpp's own parser (``llama_sampler_init_grammar``, in
-    ``check_gbnf``), lazy grammars are llama.cpp's ``llama_sampler_init_grammar_lazy_patterns``;
+    ``check_gbnf``);
   * schema validity is jsonschema's ``check_schema``.
 Hand-written, because neither has it:
   * ``check_schema_limits``: the converter expands ``minLength``/``maxItems``/pattern
@@ -16,9 +16,7 @@ Hand-written, because neither has it:
     unresolvable or cyclic ``$ref``, unsupported patterns) with a precise reason;
   * ``_nesting``: llama.cpp's recursive grammar parser overflows the C stack on deep groups;
   * the JSON string character rule fix (the converter lets raw control characters in);
-  * ``ByteLRU``: ``functools.lru_cache`` bounds by entry count, not by bytes;
-  * ``LazyGrammar`` + ``insert_lazy_grammar``: ``Llama.generate`` only knows eager
-    grammars, so the lazy sampler is put at the grammar's place in its sampler chain.
+  * ``ByteLRU``: ``functools.lru_cache`` bounds by entry count, not by bytes.
 """
 from collections import OrderedDict
 import copy
@@ -919,66 +917,3 @@ class ByteLRU:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-
-
-# =============================================================================== lazy grammars
-
-
-class LazyGrammar(llama_cpp.LlamaGrammar):
-    """A grammar that only applies once the generated text matches a trigger pattern.
-
-    llama.cpp's lazy grammar sampler (as its server uses for tool calls): before the trigger
-    the output is free and the grammar costs nothing per token; from the trigger on (the
-    start of the pattern's first capture group), the grammar constrains the output. Pass it
-    as ``grammar=`` to ``Llama.generate`` of a Llama whose ``_init_sampler`` goes through
-    ``insert_lazy_grammar`` (see ``LazyGrammarLlama``).
-    """
-
-    def __init__(self, gbnf: str, trigger_patterns: Sequence[str]):
-        super().__init__(_grammar=gbnf)
-        self.trigger_patterns = list(trigger_patterns)
-
-
-def insert_lazy_grammar(sampler: Any, vocab: Any, grammar: LazyGrammar) -> None:
-    """Put llama.cpp's lazy grammar sampler into a llama-cpp-python sampler chain.
-
-    ``sampler`` is the ``_internals.LlamaSampler`` built by ``Llama._init_sampler`` WITHOUT
-    a grammar; the lazy grammar goes where an eager one would be: right after the repetition
-    penalties, before top-k/top-p/min-p/temperature/dist (which must only see tokens the
-    grammar allows).
-    """
-    chain = sampler.sampler
-    n = llama_cpp.llama_sampler_chain_n(chain)
-    # llama.cpp prefixes the name of a sampler that is a no-op with '?' ('?penalties').
-    names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(chain, i))
-             .lstrip(b'?') for i in range(n)]
-    position = names.index(b'penalties') + 1 if b'penalties' in names else 0
-    tail = [llama_cpp.llama_sampler_chain_remove(chain, position) for _ in range(position, n)]
-    patterns = (ctypes.c_char_p * len(grammar.trigger_patterns))(
-        *[p.encode('utf-8') for p in grammar.trigger_patterns])
-    lazy = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-        vocab, grammar._grammar.encode('utf-8'), grammar._root.encode('utf-8'),
-        patterns, len(grammar.trigger_patterns), None, 0)
-    if not lazy:
-        for s in tail:
-            llama_cpp.llama_sampler_chain_add(chain, s)
-        raise ValueError('llama.cpp refused the lazy grammar (check it with check_gbnf and '
-                         'the trigger patterns with std::regex syntax)')
-    llama_cpp.llama_sampler_chain_add(chain, lazy)
-    for s in tail:
-        llama_cpp.llama_sampler_chain_add(chain, s)
-
-
-class LazyGrammarLlama(llama_cpp.Llama):
-    """``llama_cpp.Llama`` whose ``generate(grammar=LazyGrammar(...))`` samples lazily.
-
-    Everything else is unchanged: an ordinary ``LlamaGrammar`` (or none) takes the base
-    class's path. Overrides the private ``Llama._init_sampler`` (llama-cpp-python 0.3.x).
-    """
-
-    def _init_sampler(self, *args, grammar=None, **kwargs):
-        if not isinstance(grammar, LazyGrammar):
-            return super()._init_sampler(*args, grammar=grammar, **kwargs)
-        sampler = super()._init_sampler(*args, grammar=None, **kwargs)
-        insert_lazy_grammar(sampler, self._model.vocab, grammar)
-        return sampler

@@ -9,11 +9,16 @@ What is the ecosystem's:
     JSON-schema converter from ONE combined schema (``oneOf`` over
     ``{"name": {"const": ...}, "arguments": <parameters>}``, name first), through
     grammars.schema_dict_to_gbnf's limits; arguments are re-validated with jsonschema;
-  * ``tool_choice`` "auto" uses llama.cpp's lazy grammar sampler (as llama.cpp's server does):
-    free text until the output contains ``<tool_call>``, calls from there on
-    (grammars.LazyGrammar). Measured on SmolLM2-135M (bench/eval_tool_calls.py): the lazy
-    sampler costs nothing per token before the trigger, while the eager alternative
-    ``root ::= calls | text`` checks every vocabulary token on every text token;
+  * ``tool_choice`` "auto" is an ordinary (eager) llama.cpp grammar: text that cannot contain
+    ``<tool_call>``, then optionally calls. So any ``<tool_call>`` the model writes starts a
+    constrained call. NOT llama.cpp's lazy grammar sampler (free text until a trigger pattern,
+    as llama.cpp's server does), although it costs nothing per text token where this grammar
+    costs ~6 ms on SmolLM2-135M (bench/eval_tool_calls.py --compare-lazy): the token that
+    completes the trigger is sampled unconstrained, and when it carries characters the
+    grammar rejects (SmolLM2 wrote ``<tool_call></tool_call>`` while echoing its
+    instructions) llama.cpp throws "Unexpected empty grammar stack after accepting piece"
+    out of llama_sampler_sample, which through ctypes is std::terminate: the whole process
+    aborts (llama.cpp issues #12597, #26787). Eager grammars never sample a rejected token;
   * templates that know tools (their Jinja source uses ``tools``, e.g. Qwen2.5) render them
     themselves: llama-cpp-python's ``Jinja2ChatFormatter.__call__`` forwards ``tools=``.
 Hand-written (no library has them for this format): the request checks with precise errors,
@@ -33,9 +38,6 @@ from . import grammars
 
 TOOL_NAME = re.compile(r'^[A-Za-z0-9_-]{1,64}$')
 CALL_OPEN, CALL_CLOSE = '<tool_call>', '</tool_call>'
-# Lazy-grammar trigger: the grammar applies from the first capture group of the first match
-# (llama.cpp searches the text generated so far after every token).
-TRIGGER_PATTERNS = ('(<tool_call>)',)
 CHOICES = ('auto', 'none', 'required')
 EMPTY_PARAMETERS = {'type': 'object', 'properties': {}}
 
@@ -298,32 +300,6 @@ def mask_strings(value: Any, first_index: int, open_mark: str = '\ue000',
 # =============================================================================== grammar
 
 
-@dataclass(frozen=True)
-class ToolGrammar:
-    """The grammar for a request's tool calls.
-
-    ``trigger_patterns`` empty: an eager grammar (the reply IS calls). Otherwise a lazy one:
-    free text until a pattern matches, calls from there on.
-    """
-
-    gbnf: str
-    trigger_patterns: Tuple[str, ...] = ()
-
-    @property
-    def lazy(self) -> bool:
-        return bool(self.trigger_patterns)
-
-    def llama_grammar(self):
-        """Return the object for ``Llama.generate(grammar=...)``.
-
-        A lazy one is a grammars.LazyGrammar: the Llama must be a grammars.LazyGrammarLlama.
-        """
-        import llama_cpp
-        if self.lazy:
-            return grammars.LazyGrammar(self.gbnf, self.trigger_patterns)
-        return llama_cpp.LlamaGrammar.from_string(self.gbnf, verbose=False)
-
-
 def call_schema(tools: Sequence[Tool]) -> Dict[str, Any]:
     """Build ONE JSON Schema for a call of any of ``tools``: name first, then its arguments.
 
@@ -375,13 +351,13 @@ def _rebase(parameters: Dict[str, Any], base: str, tool: str) -> Dict[str, Any]:
 
 def tool_call_grammar(tools: Sequence[Tool], choice: str,
                       limits: ToolLimits = TOOL_LIMITS,
-                      schema_limits: grammars.SchemaLimits = grammars.LIMITS
-                      ) -> Optional[ToolGrammar]:
-    """Build the grammar for ``choice`` (from parse_tool_choice); None for "none"/no tools.
+                      schema_limits: grammars.SchemaLimits = grammars.LIMITS) -> Optional[str]:
+    """Build the GBNF grammar for ``choice`` (from parse_tool_choice); None for "none"/no tools.
 
     "required": 1..max_calls calls of any tool; a tool name: calls of that tool only; "auto":
-    the same calls grammar, lazy (triggered by ``<tool_call>``). Every grammar has passed
-    grammars.check_gbnf.
+    text that never contains ``<tool_call>``, then optionally such calls. Calls are separated
+    by one newline. Every grammar has passed grammars.check_gbnf; hand it to the engine like
+    any GBNF grammar.
     """
     if choice == 'none' or not tools:
         return None
@@ -398,24 +374,73 @@ def tool_call_grammar(tools: Sequence[Tool], choice: str,
         schema_limits, max_subschemas=limits.max_total_subschemas + 4 * len(chosen) + 1,
         max_alternatives=max(schema_limits.max_alternatives, limits.max_tools))
     body = grammars.schema_dict_to_gbnf(call_schema(chosen), where, combined_limits)
-    gbnf = _wrap_calls(body, limits.max_calls)
+    gbnf = _wrap_calls(body, limits.max_calls, text_first=choice == 'auto')
     grammars.check_gbnf(gbnf)
-    return ToolGrammar(gbnf, TRIGGER_PATTERNS if choice == 'auto' else ())
+    return gbnf
 
 
-def _wrap_calls(body: str, max_calls: int) -> str:
-    r"""Wrap ``root ::= call ("\n" call){0,max_calls-1}`` around the converter's grammar."""
+def _wrap_calls(body: str, max_calls: int, text_first: bool) -> str:
+    r"""Wrap ``call ("\n" call){0,max_calls-1}`` around the converter's call grammar.
+
+    ``text_first``: ``root ::= text (calls)?`` where the text contains neither
+    ``<tool_call>`` nor ``</tool_call>`` (see ``_text_rules``).
+    """
     rules = {line.split(' ::= ', 1)[0] for line in body.splitlines() if ' ::= ' in line}
+    names = ('tool-call', 'tool-call-json', 'tool-text', 'tool-div', 'tool-part')
     suffix = ''
-    while {f'tool-call{suffix}', f'tool-call-json{suffix}'} & rules:
+    while {n + suffix for n in names} & rules:
         suffix = str(int(suffix or 0) + 1)
-    call, call_json = f'tool-call{suffix}', f'tool-call-json{suffix}'
+    call, call_json, text, div, part = (n + suffix for n in names)
     lines = [f'{call_json} ::= ' + line[len('root ::= '):] if line.startswith('root ::= ')
              else line for line in body.splitlines()]
     more = f' ("\\n" {call}){{0,{max_calls - 1}}}' if max_calls > 1 else ''
-    head = [f'root ::= {call}{more}',
-            f'{call} ::= "{CALL_OPEN}\\n" {call_json} "\\n{CALL_CLOSE}"']
+    head = [f'{call} ::= "{CALL_OPEN}\\n" {call_json} "\\n{CALL_CLOSE}"']
+    if text_first:
+        head = [f'root ::= {text} ({call}{more})?'] + _text_rules(
+            text, div, part, [CALL_OPEN[1:], CALL_CLOSE[1:]]) + head
+    else:
+        head = [f'root ::= {call}{more}'] + head
     return '\n'.join(head + lines) + '\n'
+
+
+def _text_rules(text: str, div: str, part: str, literals: Sequence[str]) -> List[str]:
+    """GBNF rules for text in which "<" is never followed by one of ``literals``.
+
+    ``text ::= ([^<] | "<" div)* ("<"+ part)?``: after a "<", ``div`` follows the literals'
+    common prefixes and must leave them with a different character (or another "<", which
+    starts over); the text may end after a "<" and a proper prefix (``part``). Completing a
+    literal is impossible, so in "auto" every ``<tool_call>`` starts a constrained call.
+    """
+    trie: Dict[str, Any] = {}
+    for literal in literals:
+        node = trie
+        for c in literal:
+            node = node.setdefault(c, {})
+        node['$'] = {}
+
+    def cls(chars: Sequence[str]) -> str:
+        escaped = ''.join('\\' + c if c in '\\]^-[' else c for c in chars)
+        return f'[^{escaped}<]'
+
+    def diverge(node: Dict[str, Any]) -> str:
+        chars = sorted(c for c in node if c != '$')
+        alts = [cls(chars), f'"<" {div}']
+        for c in chars:
+            if set(node[c]) != {'$'}:  # completing a literal is not an alternative
+                alts.append(f'"{c}" ({diverge(node[c])})')
+        return ' | '.join(alts)
+
+    def prefix(node: Dict[str, Any]) -> str:
+        alts = []
+        for c in sorted(c for c in node if c != '$'):
+            if set(node[c]) != {'$'}:
+                inner = prefix(node[c])
+                alts.append(f'"{c}"' + (f' ({inner})?' if inner else ''))
+        return ' | '.join(alts)
+
+    return [f'{text} ::= ([^<] | "<" {div})* ("<"+ {part})?',
+            f'{div} ::= {diverge(trie)}',
+            f'{part} ::= ({prefix(trie)})?']
 
 
 # =============================================================================== result

@@ -2,9 +2,10 @@
 """br_chat_lifecycle.tool_calls: tool calls valid by construction (issue #13, part 1).
 
 Part 1 (no generation): every bad tools_json / tool_choice is refused with a precise message;
-the grammars for "required", a named tool and "auto" (lazy) pass llama.cpp's parser; the lazy
-grammar sampler leaves text free until ``<tool_call>`` and constrains from there (llama.cpp's
-own sampler on SmolLM2's vocabulary); prompts with and without template tool support
+the grammars for "required", a named tool and "auto" pass llama.cpp's parser; the "auto"
+grammar leaves text free but makes every ``<tool_call>`` a constrained call (llama.cpp's own
+grammar sampler on SmolLM2's vocabulary, including the token that crashed llama.cpp's lazy
+grammar); prompts with and without template tool support
 (SmolLM2's template; Qwen2.5's, test/data); tool results for templates without that role;
 replies parsed back into calls, and every malformed reply refused with the reason.
 Part 2 (slow): SmolLM2-135M-Instruct generates under the grammars for instructions in English
@@ -143,18 +144,18 @@ def test_grammars_for_required_named_and_auto_pass_llama_cpp():
     named = tool_call_grammar(t, 'say')
     auto = tool_call_grammar(t, 'auto')
     for g in (required, named, auto):
-        grammars.check_gbnf(g.gbnf)
-    assert not required.lazy and not named.lazy
-    assert auto.lazy and auto.trigger_patterns == tc.TRIGGER_PATTERNS
-    assert required.gbnf.startswith('root ::= tool-call ("\\n" tool-call){0,3}\n')
-    assert '"<tool_call>\\n" tool-call-json "\\n</tool_call>"' in required.gbnf
+        grammars.check_gbnf(g)
+    assert required.startswith('root ::= tool-call ("\\n" tool-call){0,3}\n')
+    assert '"<tool_call>\\n" tool-call-json "\\n</tool_call>"' in required
     for name in ('set_light', 'move_to', 'say', 'dock'):
-        assert f'\\"{name}\\"' in required.gbnf
-    assert '\\"say\\"' in named.gbnf and '\\"set_light\\"' not in named.gbnf
+        assert f'\\"{name}\\"' in required and f'\\"{name}\\"' in auto
+    assert '\\"say\\"' in named and '\\"set_light\\"' not in named
+    assert auto.startswith('root ::= tool-text (tool-call ("\\n" tool-call){0,3})?\n'
+                           'tool-text ::= ([^<] | "<" tool-div)* ("<"+ tool-part)?\n')
     assert tool_call_grammar(t, 'none') is None and tool_call_grammar([], 'auto') is None
     one = tool_call_grammar(t, 'dock', limits=tc.ToolLimits(max_calls=1))
-    assert one.gbnf.startswith('root ::= tool-call\n')
-    grammars.check_gbnf(one.gbnf)
+    assert one.startswith('root ::= tool-call\n')
+    grammars.check_gbnf(one)
 
 
 def test_call_schema_keeps_refs_of_each_tool_apart():
@@ -170,56 +171,55 @@ def test_call_schema_keeps_refs_of_each_tool_apart():
     jsonschema.validate({'name': 'look', 'arguments': {'p': 3}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({'name': 'look', 'arguments': {'p': 'a'}}, schema)
-    gbnf = tool_call_grammar(defs_tools, 'required').gbnf
+    gbnf = tool_call_grammar(defs_tools, 'required')
     assert 'go-pos ::= "\\"a\\"" | "\\"b\\""' in gbnf
     assert 'look-args-p ::= integer' in gbnf  # look's pos (an integer) is not go's pos
 
 
-def test_lazy_grammar_is_free_until_the_trigger_then_constrains(default_model_path):
+def test_auto_grammar_leaves_text_free_and_turns_every_tool_call_tag_into_a_call(
+        default_model_path):
     import llama_cpp
-    llm = grammars.LazyGrammarLlama(default_model_path, vocab_only=True, verbose=False)
-    try:
-        vocab, n = llm._model.vocab, llm.n_vocab()
-        g = tool_call_grammar(parse_tools(json.dumps([fn('dock')])), 'auto')
-        patterns = (ctypes.c_char_p * 1)(*[p.encode() for p in g.trigger_patterns])
-        sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-            vocab, g.gbnf.encode(), b'root', patterns, 1, None, 0)
-        assert sampler
+    llm = llama_cpp.Llama(default_model_path, vocab_only=True, verbose=False)
+    vocab, n = llm._model.vocab, llm.n_vocab()
 
-        def allowed():
+    def piece(token):
+        return llm.detokenize([token]).decode('utf-8', 'replace')
+
+    def run(gbnf, text_before):
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b'root')
+        assert sampler
+        try:
+            for token in llm.tokenize(text_before.encode(), add_bos=False, special=False):
+                llama_cpp.llama_sampler_accept(sampler, token)
             data = (llama_cpp.llama_token_data * n)(
                 *[llama_cpp.llama_token_data(i, 0.0, 0.0) for i in range(n)])
             cur = llama_cpp.llama_token_data_array(data=data, size=n, selected=-1,
                                                    sorted=False)
             llama_cpp.llama_sampler_apply(sampler, ctypes.byref(cur))
-            return [data[i].id for i in range(n) if data[i].logit != float('-inf')]
-
-        def accept(text):
-            for token in llm.tokenize(text.encode(), add_bos=False, special=False):
-                llama_cpp.llama_sampler_accept(sampler, token)
-
-        try:
-            assert len(allowed()) == n        # before the trigger: every token
-            accept('Sure, I will go and charge.')
-            assert len(allowed()) == n
-            accept(' <tool_call>')            # the trigger: the grammar takes over
-            assert [llm.detokenize([t]) for t in allowed()] == [b'\n']
-            accept('\n{"name": "')
-            pieces = {llm.detokenize([t]) for t in allowed()}
-            assert pieces and all(b'dock'.startswith(p) for p in pieces), pieces
+            return {data[i].id for i in range(n) if data[i].logit != float('-inf')}
         finally:
             llama_cpp.llama_sampler_free(sampler)
 
-        # LazyGrammarLlama puts the lazy sampler where an eager grammar goes.
-        chain = llm._init_sampler(temp=0.2, grammar=g.llama_grammar()).sampler
-        names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(chain, i))
-                 for i in range(llama_cpp.llama_sampler_chain_n(chain))]
-        assert names[:3] == [b'?penalties', b'grammar', b'top-k'], names
-        eager = llm._init_sampler(temp=0.2, grammar=tool_call_grammar(
-            parse_tools(json.dumps([fn('dock')])), 'required').llama_grammar()).sampler
-        eager_names = [llama_cpp.llama_sampler_name(llama_cpp.llama_sampler_chain_get(eager, i))
-                       for i in range(llama_cpp.llama_sampler_chain_n(eager))]
-        assert eager_names == names
+    try:
+        gbnf = tool_call_grammar(parse_tools(json.dumps([fn('dock')])), 'auto')
+        text = {piece(t) for t in run(gbnf, 'Sure, I will go and charge. a<b </b>')}
+        assert len(text) > n // 2 and {' the', 'Hello', '\n', '<', ' <'} <= text
+        # The reply that crashed llama.cpp's lazy grammar: SmolLM2 echoing its instructions
+        # ("... within <tool_call></tool_call> XML tags"). Here "<tool_call" may go on as
+        # text ("<tool_callx"), but a ">" only as the start of a real call: "></" is out.
+        crash_token = llm.tokenize(b'></', add_bos=False, special=False)
+        assert len(crash_token) == 1
+        after_tag = run(gbnf, 'and arguments within <tool_call')
+        assert crash_token[0] not in after_tag
+        closing = {piece(t) for t in after_tag if piece(t).startswith('>')}
+        assert closing and all('>\n{"name": "dock"'.startswith(p) for p in closing), closing
+        assert {'s', ' is'} <= {piece(t) for t in after_tag}
+        assert {piece(t) for t in run(gbnf, 'ok <tool_call>')} == {'\n'}
+        pieces = {piece(t) for t in run(gbnf, 'ok <tool_call>\n{"name": "')}
+        assert pieces and all('dock'.startswith(p) for p in pieces), pieces
+        # Nor can the text close a call it never opened.
+        assert not any(piece(t).startswith('>') for t in run(gbnf, 'x </tool_call'))
+        assert ' world' in {piece(t) for t in run(gbnf, 'x <tool_cal<b')}  # "<" starts over
     finally:
         llm.close()
 
@@ -390,14 +390,13 @@ MAX_TOKENS = 256
 
 class Generator:
     """SmolLM2 with the chat template of choice; greedy (repeat penalty 1.1, the node's
-    default); lazy grammars supported."""
+    default)."""
 
     def __init__(self, model_path, template=None):
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         self.llama_cpp = llama_cpp
-        self.llm = grammars.LazyGrammarLlama(model_path, n_ctx=2048, n_threads=2,
-                                             verbose=False)
+        self.llm = llama_cpp.Llama(model_path, n_ctx=2048, n_threads=2, verbose=False)
         template = template or self.llm.metadata['tokenizer.chat_template']
         self.supports_tools = tc.template_supports_tools(template)
         self.formatter = Jinja2ChatFormatter(template, eos_token='<|im_end|>', bos_token='')
@@ -409,7 +408,8 @@ class Generator:
         tokens = self.llm.tokenize(prompt.encode(), special=True)  # test content is trusted
         out, finished = [], False
         gen = self.llm.generate(tokens, temp=0.0, repeat_penalty=1.1, reset=True,
-                                grammar=grammar.llama_grammar() if grammar else None)
+                                grammar=self.llama_cpp.LlamaGrammar.from_string(grammar)
+                                if grammar else None)
         try:
             for token in gen:
                 if self.llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
@@ -444,7 +444,7 @@ def test_required_calls_are_valid_for_every_instruction(smollm):
     for instruction in INSTRUCTIONS:
         text, finished, grammar = smollm.reply(_user(instruction), t, 'required')
         print(f'{instruction!r} -> {text!r}')
-        assert finished and not grammar.lazy, text
+        assert finished and grammar.startswith('root ::= tool-call '), text
         content, calls = parse_tool_calls(text, t, 'required', LIMITS)
         assert content == '' and 1 <= len(calls) <= LIMITS.max_calls
 
@@ -477,7 +477,7 @@ def test_tool_choice_none_generates_plain_text_without_grammar(smollm):
 def test_auto_replies_are_text_or_valid_calls(smollm):
     t = tools()
     # A short history showing the format makes the 135M model call tools sometimes, so both
-    # paths of the lazy grammar (free text; constrained after <tool_call>) are exercised.
+    # paths of the auto grammar (free text; a constrained call after <tool_call>) are used.
     history = [{'role': 'system', 'content': SYSTEM},
                {'role': 'user', 'content': 'Turn off the light in the bathroom.'},
                {'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function',
@@ -489,7 +489,7 @@ def test_auto_replies_are_text_or_valid_calls(smollm):
     for instruction in INSTRUCTIONS[:8]:
         text, finished, grammar = smollm.reply(
             history + [{'role': 'user', 'content': instruction}], t, 'auto')
-        assert grammar.lazy
+        assert grammar.startswith('root ::= tool-text ')
         print(f'{instruction!r} -> {text!r}')
         if tc.CALL_OPEN in text or finished:
             content, calls = parse_tool_calls(text, t, 'auto', LIMITS)  # raises unless valid
