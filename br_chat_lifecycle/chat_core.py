@@ -1,17 +1,24 @@
-"""The chat service logic, independent of ROS: validate, queue, keep sessions, generate.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""The chat service logic, independent of ROS: validate, admit, keep sessions, generate.
 
 ``ChatCore.submit`` is called from any thread (ROS callbacks) and never blocks: it returns a
 ``Job`` that is either already finished (invalid request, queue full, not accepting) or will
-be finished by the single worker thread that owns the engine. Every job gets exactly one
-``ChatReply`` - nothing a client sent is dropped silently.
+be finished when its generation ends. A dispatcher thread (job_queue.py) starts up to
+``n_parallel`` jobs at once - one per engine slot, a conversation's turns one after the other -
+and prepares each on its own thread (output format, chat template, history trimming), so a
+ROS callback thread never does more than validation. The engine's scheduler thread finishes
+them (``_complete``). Every job gets exactly one ``ChatReply``: nothing a client sent is
+dropped silently.
 """
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from .engine import SamplingParams
 from .job_queue import Job, JobQueue, QueueClosed, QueueFull
+from .sampling import SamplingParams
+from .session_cache import SessionDisk, StoredSession
 from .sessions import SessionStore, session_id_error
+from .slots import GenerationRequest, GenerationResult
 from .stats import ChatStats
 from .structured_output import FormatResolver, OutputFormat
 
@@ -45,6 +52,7 @@ class ChatReply:
 @dataclass
 class CoreConfig:
     """Queue and session limits (field = node parameter; defaults: settings.PARAMS)."""
+    n_parallel: int
     max_queue: int
     max_prompt_chars: int
     max_sessions: int
@@ -59,25 +67,31 @@ class GenerationSettings:
     max_generation_s: float
 
 
+
 @dataclass
 class _Work:
     request: ChatRequest
     settings: GenerationSettings
     on_text: Optional[Callable[[str], None]]
-    fmt: Optional[OutputFormat] = None  # resolved on the worker thread (may take a while)
+    fmt: Optional[OutputFormat] = None  # resolved on the dispatcher thread (may take a while)
+    started: float = 0.0
 
 
 class ChatCore:
 
     def __init__(self, engine, config: CoreConfig, formats: FormatResolver,
-                 stats: Optional[ChatStats] = None, log: Optional[Callable[[str, str], None]] = None):
+                 stats: Optional[ChatStats] = None,
+                 log: Optional[Callable[[str, str], None]] = None,
+                 disk: Optional[SessionDisk] = None):
         self.engine = engine
         self.config = config
         self.formats = formats
         self.stats = stats or ChatStats()
         self.sessions = SessionStore(config.max_sessions, config.max_session_turns)
+        self.disk = disk
         self._log = log or (lambda level, msg: None)
-        self._queue = JobQueue(self._handle, config.max_queue)
+        self._queue = JobQueue(self._start, config.n_parallel, config.max_queue,
+                               on_error=self._start_failed)
 
     # ------------------------------------------------------------------ public
     @property
@@ -85,17 +99,19 @@ class ChatCore:
         return self._queue.depth
 
     @property
+    def running(self) -> int:
+        return self._queue.running
+
+    @property
     def busy(self) -> bool:
-        return self._queue.busy
+        return self._queue.running > 0
 
     def submit(self, request: ChatRequest, settings: GenerationSettings,
                on_text: Optional[Callable[[str], None]] = None) -> Job:
-        job = Job(None)
+        job = Job(None, key=request.session_id)
         error = self._validate(request)
         if error is not None:
             return self._finish_now(job, request, error, refused=False)
-        # The output format (a JSON schema becomes a grammar) is resolved on the worker: a
-        # callback thread never spends more than a moment here.
         job.payload = _Work(request, settings, on_text)
         try:
             self._queue.submit(job)
@@ -106,21 +122,47 @@ class ChatCore:
         return job
 
     def cancel(self, job: Job, reason: str) -> None:
-        """Cancel one job: a running one stops at its next token; a waiting one leaves the
-        queue (freeing its place) and is answered 'cancelled' at once, on the caller's thread,
-        instead of after the generation in front of it."""
+        """Cancel one job: a running one stops within a step (a token or a prompt chunk); a
+        waiting one leaves the queue (freeing its place) and is answered 'cancelled' at once,
+        on the caller's thread, instead of after the generations in front of it."""
         job.cancel(reason)
         if self._queue.remove(job):
-            self._handle(job)  # job.cancelled: answers without touching the engine
+            self._answer_cancelled(job)
+        else:
+            self.engine.wake()
 
     def cancel_all(self, reason: str) -> List[Job]:
-        return self._queue.cancel_all(reason)
+        jobs = self._queue.cancel_all(reason)
+        self.engine.wake()
+        return jobs
 
     def wait_idle(self, timeout: float) -> bool:
         return self._queue.wait_idle(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
+        self.engine.wake()
         return self._queue.close(timeout)
+
+    # ------------------------------------------------------------------ sessions on disk
+    def load_saved_sessions(self) -> List[StoredSession]:
+        """Read the sessions saved in session_dir back (history; KV states stay on disk
+        until their conversation speaks). Returns what was found."""
+        if self.disk is None:
+            return []
+        found = self.disk.load_all()
+        for stored in found:
+            self.sessions.replace(stored.session_id, stored.history, create=True)
+            if not stored.kv_usable and stored.reason != 'no KV state saved':
+                self._log('warn', f'session {stored.session_id!r}: history restored, its KV '
+                                  f'state not ({stored.reason}); it is evaluated again')
+        return found
+
+    def save_session(self, session_id: str, saved) -> None:
+        """Write a session (history + the KV state ``saved``, may be None) to session_dir."""
+        if self.disk is not None and session_id:
+            history = self.sessions.history(session_id, touch=False)
+            if history:
+                self.disk.write(session_id, history, saved)
 
     # ------------------------------------------------------------------ validation
     def _validate(self, req: ChatRequest) -> Optional[str]:
@@ -152,40 +194,47 @@ class ChatCore:
         job.finish(reply)
         return job
 
-    # ------------------------------------------------------------------ worker thread
-    def _handle(self, job: Job) -> None:
-        work: _Work = job.payload
-        req = work.request
-        perf = {}  # generation timings for the statistics, filled by _serve
-        try:
-            reply = self._serve(job, work, perf)
-        except Exception as e:  # a failed generation must not kill the worker
-            error = f'generation failed: {type(e).__name__}: {e}'
-            self._log('error', error)
-            self.stats.generation_failed(error)
-            reply = ChatReply(error=error, finish_reason='error')
+    # ------------------------------------------------------------------ dispatcher thread
+    def _answer(self, job: Job, reply: ChatReply, perf: Optional[dict] = None) -> None:
+        req = job.payload.request
         reply.latency_s = time.monotonic() - req.received
         outcome = 'ok' if reply.success else (
             'cancelled' if reply.finish_reason == 'cancelled' else 'failed')
         self.stats.record(outcome, reply.latency_s, error=reply.error,
                           ttft_s=reply.time_to_first_token_s if reply.completion_tokens else None,
-                          **perf)
+                          **(perf or {}))
         job.finish(reply)
 
-    def _serve(self, job: Job, work: _Work, perf: dict) -> ChatReply:
+    def _answer_cancelled(self, job: Job) -> None:
+        self._answer(job, ChatReply(error=f'cancelled before it started ({job.cancel_reason})',
+                                    finish_reason='cancelled'))
+
+    def _start_failed(self, job: Job, error: BaseException) -> None:
+        message = f'generation failed: {type(error).__name__}: {error}'
+        self._log('error', message)
+        self.stats.generation_failed(message)
+        self._answer(job, ChatReply(error=message, finish_reason='error'))
+
+    def _start(self, job: Job) -> bool:
+        """Prepare a job and hand it to the engine; False if it was answered already."""
+        work: _Work = job.payload
         req, settings = work.request, work.settings
         if job.cancelled:
-            return ChatReply(error=f'cancelled before it started ({job.cancel_reason})',
-                             finish_reason='cancelled')
+            self._answer_cancelled(job)
+            return False
         try:
             work.fmt = self.formats.resolve(req.response_format, req.json_schema)
         except ValueError as e:
-            return ChatReply(error=str(e), finish_reason='error')
+            self._answer(job, ChatReply(error=str(e), finish_reason='error'))
+            return False
         if req.reset_session and req.session_id:
             self.sessions.reset(req.session_id)
+            self.engine.forget_session(req.session_id)
+            if self.disk is not None:
+                self.disk.delete(req.session_id)
         if not req.prompt.strip():
-            return ChatReply(success=True, finish_reason='stop')
-
+            self._answer(job, ChatReply(success=True, finish_reason='stop'))
+            return False
         sampling = settings.sampling
         budget = self.engine.n_ctx - sampling.max_tokens
         history = self.sessions.history(req.session_id)
@@ -197,46 +246,74 @@ class ChatCore:
             history.pop(0)
             dropped += 1
         if len(tokens) > budget:
-            return ChatReply(
+            self._answer(job, ChatReply(
                 error=(f'prompt does not fit the context: it needs {len(tokens)} tokens '
                        f'(with the system prompt and chat template) but only {budget} are '
                        f'available (n_ctx={self.engine.n_ctx} minus max_tokens='
                        f'{sampling.max_tokens})'),
-                finish_reason='error', prompt_tokens=len(tokens))
+                finish_reason='error', prompt_tokens=len(tokens)))
+            return False
         if dropped:
             self.sessions.replace(req.session_id, history)
             self._log('info', f'session {req.session_id!r}: dropped {dropped} oldest turn(s) '
                               f'to fit n_ctx={self.engine.n_ctx}')
-
-        started = time.monotonic()
-        deadline = started + settings.max_generation_s
+        work.started = time.monotonic()
+        deadline = work.started + settings.max_generation_s
 
         def should_stop() -> bool:
             if not job.cancelled and time.monotonic() > deadline:
                 job.cancel(f'stopped after max_generation_s={settings.max_generation_s:g} s')
             return job.cancelled
 
-        result = self.engine.generate(tokens, sampling, on_text=work.on_text,
-                                      should_stop=should_stop, grammar=work.fmt.grammar)
-        perf.update(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
+        self.engine.start(GenerationRequest(
+            tokens=tokens, sampling=sampling, grammar=work.fmt.grammar,
+            session=req.session_id, on_text=work.on_text, should_stop=should_stop,
+            on_done=lambda result: self._complete(job, result)))
+        return True
+
+    # ------------------------------------------------------------------ engine thread
+    def _complete(self, job: Job, result: GenerationResult) -> None:
+        work: _Work = job.payload
+        req = work.request
+        try:
+            reply = self._reply(job, work, result)
+            if reply.success and req.session_id:
+                self.sessions.append(req.session_id, req.prompt, result.text)
+                if self.disk is not None:  # cheap: the write happens on another thread
+                    self.save_session(req.session_id,
+                                      self.engine.snapshot_session(req.session_id))
+        except Exception as e:  # never lose the answer
+            reply = ChatReply(error=f'generation failed: {type(e).__name__}: {e}',
+                              finish_reason='error')
+        if result.finish_reason == 'error':
+            self._log('error', reply.error)
+            self.stats.generation_failed(reply.error)
+        perf = dict(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
                     prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
                     prompt_s=result.prompt_eval_s)
+        self._answer(job, reply, perf)
+        self._queue.done(job)
+
+    def _reply(self, job: Job, work: _Work, result: GenerationResult) -> ChatReply:
+        req, sampling = work.request, work.settings.sampling
         reply = ChatReply(
             response=result.text, finish_reason=result.finish_reason,
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
             cached_prompt_tokens=result.reused_prompt_tokens,
-            time_to_first_token_s=(started - req.received + result.first_text_s
+            time_to_first_token_s=(work.started - req.received + result.queued_s
+                                   + result.first_text_s
                                    if result.first_text_s is not None else 0.0))
+        if result.finish_reason == 'error':
+            reply.error = f'generation failed: {result.error}'
+            return reply
         if result.finish_reason == 'cancelled':
-            reply.error = f'cancelled: {job.cancel_reason}'
+            reply.error = f'cancelled: {job.cancel_reason or "the engine stopped"}'
             return reply
         problem = work.fmt.check(result.text, result.finish_reason, sampling.max_tokens)
         if problem:
             reply.error = problem
             return reply
         reply.success = True
-        if req.session_id:
-            self.sessions.append(req.session_id, req.prompt, result.text)
         return reply
 
     @staticmethod

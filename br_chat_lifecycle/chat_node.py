@@ -14,6 +14,7 @@ they submit a job to ChatCore's single worker thread and ``await`` its completio
 generation blocks neither lifecycle transitions nor other requests.
 """
 import json
+import os
 import signal
 import threading
 import time
@@ -41,6 +42,7 @@ from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import rss_mb, trim_heap
+from .session_cache import SessionCache, SessionDisk
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
 from .sentence_stream import SentenceStream
 from .stats import ChatStats
@@ -141,20 +143,31 @@ class ChatNode(LifecycleNode):
             return self._configure_failed('invalid parameters: ' + '; '.join(errors))
         self._warn_if_name_taken()
         before = rss_mb()
+        cache = SessionCache(int(values['session_cache_mb'] * 2**20))
         try:
-            engine = LlamaEngine(settings.build(ModelConfig, values))
+            engine = LlamaEngine(settings.build(ModelConfig, values), cache, self._log)
         except ModelLoadError as e:
             return self._configure_failed(str(e))
         try:
             formats = FormatResolver(values['response_format'], values['json_schema_file'],
-                                     values['grammar_file'], engine.json_grammar,
-                                     engine.compile_grammar)
-        except ValueError as e:
+                                     values['grammar_file'])
+            disk = None
+            if values['session_dir']:
+                disk = SessionDisk(os.path.expanduser(values['session_dir']),
+                                   engine.session_identity(), self._log)
+        except (ValueError, OSError) as e:
             engine.close()
-            return self._configure_failed(f'structured output: {e}')
+            what = 'session_dir' if isinstance(e, OSError) else 'structured output'
+            return self._configure_failed(f'{what}: {e}')
+        cache.disk = disk
         self._engine = engine
         self._core = ChatCore(engine, settings.build(CoreConfig, values), formats, self.stats,
-                              self._log)
+                              self._log, disk)
+        stored = self._core.load_saved_sessions()
+        if disk is not None:
+            self.get_logger().info(
+                f'session_dir {disk.directory}: {len(stored)} session(s) restored, '
+                f'{sum(1 for s in stored if s.kv_usable)} with their KV cache')
         self._service = track_service(self.create_service(
             LLMChat, values['chat_service_name'], self._on_service, qos_profile=SERVICE_QOS,
             callback_group=self._group), self._replies)
@@ -176,8 +189,9 @@ class ChatNode(LifecycleNode):
         self.lifecycle_state = 'inactive'
         self.get_logger().info(
             f'configured: loaded {info.path} ({info.file_size_bytes / 1e6:.1f} MB) in '
-            f'{info.load_time_s:.2f} s; n_ctx={info.n_ctx} (trained {info.n_ctx_train}; '
-            f'context ~{engine.context_mb:.0f} MB), n_threads={info.n_threads}, chat template '
+            f'{info.load_time_s:.2f} s; n_parallel={info.n_parallel} slots x n_ctx='
+            f'{info.n_ctx} (trained {info.n_ctx_train}; context ~{engine.context_mb:.0f} MB), '
+            f'n_threads={info.n_threads}, chat template '
             f'from {info.chat_template_source}, output format {formats.description}; RSS '
             f'{before:.0f} -> {rss_mb():.0f} MB; serving '
             f'{self.resolve_service_name(values["chat_service_name"])} and {action_name} once '
@@ -274,22 +288,26 @@ class ChatNode(LifecycleNode):
         if self._service is not None:
             self.destroy_service(self._service)
             self._service = None
-        worker_stopped = True
-        if self._core is not None:
-            if not self._core.close(timeout=self._param('deactivate_timeout_s') + 5):
-                worker_stopped = False
-                self.get_logger().error(
-                    'chat worker thread did not stop (inside a long llama.cpp call?): the '
-                    'model is freed when it ends, not now (that would crash the process)')
-            self._core.sessions.clear()
-            self._core = None
-        if self._engine is not None:
+        core, engine = self._core, self._engine
+        self._core = self._engine = None
+        if core is not None:
+            core.close(timeout=self._param('deactivate_timeout_s') + 5)
+        if engine is not None:
             before = rss_mb()
-            if worker_stopped:  # else the worker still holds (and later frees) the engine
-                self._engine.close()
+            timeout = self._param('deactivate_timeout_s') + 5
+            # with session_dir, every conversation still in a slot is saved first
+            if engine.close(save=core.save_session if core and core.disk else None,
+                            timeout=timeout):
                 trim_heap()
                 self.get_logger().info(f'model released: RSS {before:.0f} -> {rss_mb():.0f} MB')
-            self._engine = None
+            else:
+                self.get_logger().error(
+                    'the LLM scheduler did not stop (inside a long llama.cpp call?): the model '
+                    'is freed when it ends, not now (that would crash the process)')
+        if core is not None:
+            if core.disk is not None and not core.disk.close(timeout=10.0):
+                self.get_logger().warning('session_dir: some sessions were not written')
+            core.sessions.clear()
 
     def shutdown_on_signal(self, signame: str) -> None:
         """SIGINT/SIGTERM: answer every running and queued request (success=false, the reason),
@@ -465,7 +483,19 @@ class ChatNode(LifecycleNode):
             queue_depth=core.queue_depth if core else 0,
             max_queue=self._param('max_queue'),
             generating=bool(core and core.busy),
+            slots_busy=core.running if core else 0,
+            slots_total=engine.n_parallel if engine else self._param('n_parallel'),
             active_sessions=len(core.sessions) if core else 0,
+            sessions_in_slots=engine.sessions_in_slots() if engine else 0,
+            sessions_in_ram=len(engine.cache) if engine else 0,
+            sessions_on_disk=(core.disk.kv_sessions if core and core.disk else 0),
+            session_cache_mb=engine.cache.ram_bytes / 2**20 if engine else 0.0,
+            prompt_tokens_total=engine.prompt_tokens_total if engine else 0,
+            prompt_tokens_cached=engine.prompt_tokens_cached if engine else 0,
+            prompt_cache_ratio=(engine.prompt_tokens_cached / engine.prompt_tokens_total
+                                if engine and engine.prompt_tokens_total else 0.0),
+            sessions_restored_ram=engine.restored['ram'] if engine else 0,
+            sessions_restored_disk=engine.restored['disk'] if engine else 0,
         )
         return snap
 

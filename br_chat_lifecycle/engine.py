@@ -1,520 +1,482 @@
-"""The LLM engine: llama-cpp-python behind a small, ROS-free interface.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""The LLM engine: parallel slots with continuous batching over llama.cpp, no ROS.
 
-This is the only module (with chat_prompt.py) that knows about llama.cpp. It is NOT
-thread-safe (neither is ``llama_cpp.Llama``): exactly one thread may call ``generate``;
-chat_core.py guarantees that by running every generation on its single worker thread.
+One llama.cpp context holds ``n_parallel`` sequences (slots). A scheduler thread runs the
+decode loop: every step puts into ONE ``llama_decode`` batch the next token of every slot that
+is generating and a chunk of the prompt of every slot that is still evaluating its prompt (a
+new request joins at the next step), then samples each generating slot with its own sampler
+chain. So N conversations advance together (aggregate tokens/s grows with N on a CPU), a long
+prompt is evaluated in chunks of about PROMPT_CHUNK_S between other slots' tokens instead of
+freezing them, and cancel, deactivate and shutdown take effect within one step.
 
-Hand-written here, because llama-cpp-python has no API for it:
-  * a token loop over ``Llama.generate`` that can be cancelled between any two tokens,
-    enforces a hard ``max_tokens`` cap, and streams UTF-8-safe text (text_stream.py);
-  * timing of prompt evaluation vs generation per request.
-Everything else is llama.cpp's: model loading, chat templates, sampling, grammars and the
-KV-cache prefix reuse inside ``Llama.generate`` (a follow-up turn only evaluates new tokens).
+Every conversation's KV cache is kept warm: a session stays in its slot while it can; when
+its slot is needed, its sequence state is saved (session_cache.py) and restored when it
+speaks again, so only the new tokens are evaluated.
+
+Only this module, model_loading.py, sampling.py and chat_prompt.py know llama.cpp. Hand-written
+here (llama-cpp-python's ``Llama`` generates on one sequence only): the scheduler loop, the
+batch assembly with explicit positions and sequence ids, slot assignment and state save /
+restore. Loading, tokenizing, templates, sampling, grammars and the decode itself are
+llama.cpp's, through llama-cpp-python's bindings.
+
+Threading: ``start``/``generate``/``cancel_all``/``close`` may be called from any thread;
+everything that touches the context runs on the scheduler thread; ``on_text`` and ``on_done``
+callbacks run there too (keep them short).
 """
+import collections
 import ctypes
 import gc
 import os
-import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Dict
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import llama_cpp
-from llama_cpp._logger import llama_log_callback  # llama-cpp-python's own log handler
 
 from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
-from .text_stream import TextStream
+from .model_loading import ModelConfig, ModelInfo, ModelLoadError, load  # noqa: F401
+from .sampling import SamplingParams, make_sampler  # noqa: F401 (re-exported)
+from .session_cache import SavedSequence, SessionCache, model_identity
+from .slots import (  # noqa: F401 (re-exported)
+    Generation, GenerationRequest, GenerationResult, Slot, common_prefix)
 
-GGUF_MAGIC = b'GGUF'
-
-
-class ModelLoadError(Exception):
-    """The model could not be loaded; the message says what and where."""
-
-
-@dataclass
-class ModelConfig:
-    """Model and context settings (field = node parameter; defaults: settings.PARAMS)."""
-    model_path: str
-    n_ctx: int
-    n_threads: int               # 0: half the cores (at least 1)
-    n_threads_batch: int         # 0: same as n_threads
-    n_batch: int
-    n_gpu_layers: int
-    use_mmap: bool
-    use_mlock: bool
-    chat_template: str           # '': the GGUF's own template
-
-
-@dataclass
-class SamplingParams:
-    """One request's generation settings (field = node parameter; defaults: settings)."""
-    max_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
-    min_p: float
-    repeat_penalty: float
-    seed: int                    # -1: random
-    stop: Sequence[str]
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    finish_reason: str           # 'stop' | 'length' | 'cancelled'
-    prompt_tokens: int
-    completion_tokens: int
-    reused_prompt_tokens: int    # prompt tokens served from the KV cache
-    prompt_eval_s: float         # start -> first token sampled
-    generation_s: float          # first token -> end
-    first_text_s: Optional[float] = None  # start -> first non-empty text piece
-
-
-@dataclass
-class ModelInfo:
-    path: str
-    file_size_bytes: int
-    load_time_s: float
-    n_ctx: int
-    n_ctx_train: int
-    n_threads: int
-    n_threads_batch: int
-    chat_template_source: str
-    metadata: Dict[str, str] = field(default_factory=dict)
-
-
-def check_model_file(path: str) -> None:
-    """Raise ModelLoadError with a precise reason if ``path`` is not a readable GGUF file."""
-    if not path:
-        raise ModelLoadError('model_path is empty and no default model was found')
-    if not os.path.exists(path):
-        raise ModelLoadError(f'model file not found: {path}')
-    if not os.path.isfile(path):
-        raise ModelLoadError(f'model path is not a regular file: {path}')
-    if not os.access(path, os.R_OK):
-        raise ModelLoadError(f'model file is not readable (permissions): {path}')
-    with open(path, 'rb') as f:
-        magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise ModelLoadError(
-            f'not a GGUF model file (magic {magic!r}, expected {GGUF_MAGIC!r}): {path}')
-
-
-@dataclass
-class ModelShape:
-    """What the GGUF metadata says about the sizes that decide the context's memory."""
-    architecture: str
-    n_ctx_train: int
-    n_layer: int
-    n_head_kv: int
-    key_length: int
-    value_length: int
-    n_vocab: int
-
-    def kv_bytes(self, n_ctx: int) -> int:
-        """Bytes of the f16 KV cache for ``n_ctx`` tokens (llama.cpp's default cache type)."""
-        return n_ctx * self.n_layer * self.n_head_kv * (self.key_length + self.value_length) * 2
-
-
-def read_model_shape(path: str) -> ModelShape:
-    """Read the context-relevant sizes from the GGUF metadata without loading any weights
-    (llama.cpp's vocab-only load: ~0.1 s). Missing keys read as 0."""
-    from llama_cpp._logger import set_verbose
-    set_verbose(False)  # the vocab-only load logs every metadata key at INFO
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    model = llama_cpp.llama_model_load_from_file(path.encode('utf-8'), params)
-    if not model:
-        raise ModelLoadError(f'llama.cpp could not load {path}: its GGUF metadata is unreadable '
-                             '(truncated or corrupt file?)')
-    buf = ctypes.create_string_buffer(512)
-
-    def meta(key: str) -> str:
-        n = llama_cpp.llama_model_meta_val_str(model, key.encode('utf-8'), buf, len(buf))
-        return buf.value.decode('utf-8', 'replace') if n >= 0 else ''
-
-    def meta_int(key: str, default: int = 0) -> int:
-        try:
-            return int(meta(key))
-        except ValueError:  # absent, or a per-layer array: use the default
-            return default
-    try:
-        arch = meta('general.architecture')
-        n_embd = meta_int(f'{arch}.embedding_length')
-        n_head = meta_int(f'{arch}.attention.head_count', 1) or 1
-        head_dim = n_embd // n_head
-        n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
-        return ModelShape(
-            architecture=arch, n_ctx_train=meta_int(f'{arch}.context_length'),
-            n_layer=meta_int(f'{arch}.block_count'),
-            n_head_kv=meta_int(f'{arch}.attention.head_count_kv', n_head),
-            key_length=meta_int(f'{arch}.attention.key_length', head_dim),
-            value_length=meta_int(f'{arch}.attention.value_length', head_dim),
-            n_vocab=n_vocab)
-    finally:
-        llama_cpp.llama_model_free(model)
-
-
-def mem_available_mb() -> float:
-    """MemAvailable from /proc/meminfo in MB (inf where unknown)."""
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return float('inf')
-
-
-def check_context_fits(shape: ModelShape, n_ctx: int, path: str,
-                       available_mb: Optional[float] = None) -> float:
-    """Refuse a context the model was not trained for or the RAM cannot hold, before
-    llama.cpp allocates it (n_ctx 1000000 used to allocate 10 GB before anything said no).
-    Returns the estimated context memory in MB."""
-    if shape.n_ctx_train and n_ctx > shape.n_ctx_train:
-        raise ModelLoadError(
-            f'n_ctx={n_ctx} exceeds the context {os.path.basename(path)} was trained for '
-            f'({shape.n_ctx_train} tokens): set n_ctx <= {shape.n_ctx_train}')
-    # KV cache + a margin for llama.cpp's compute and output buffers (measured: SmolLM2 at
-    # n_ctx 2048 adds ~110 MB to RSS besides its weights; the estimate says 45 + 64).
-    need_mb = shape.kv_bytes(n_ctx) / 2**20 + CONTEXT_MARGIN_MB
-    available = mem_available_mb() if available_mb is None else available_mb
-    if need_mb > available:
-        raise ModelLoadError(
-            f'n_ctx={n_ctx} needs about {need_mb:.0f} MB for the context (KV cache '
-            f'{shape.kv_bytes(n_ctx) / 2**20:.0f} MB: {shape.n_layer} layers x '
-            f'{shape.n_head_kv} KV heads) but only {available:.0f} MB of RAM are available: '
-            'lower n_ctx')
-    return need_mb
+# Prompt evaluation chunking: target seconds per step, the smallest chunk, and the speed
+# assumed before the first measurement (tokens/s). Small chunks cost no speed on a CPU
+# (measured: 64-token chunks evaluate as fast as 512-token ones).
+PROMPT_CHUNK_S = 0.2
+PROMPT_CHUNK_MIN = 8
+PROMPT_TPS_GUESS = 100.0
 
 
 class LlamaEngine:
 
-    def __init__(self, config: ModelConfig):
-        check_model_file(config.model_path)
-        self.shape = read_model_shape(config.model_path)
-        self.context_mb = check_context_fits(self.shape, config.n_ctx, config.model_path)
-        n_threads = config.n_threads if config.n_threads > 0 else max(1, (os.cpu_count() or 1) // 2)
-        n_threads_batch = config.n_threads_batch if config.n_threads_batch > 0 else n_threads
-        t0 = time.monotonic()
+    def __init__(self, config: ModelConfig, cache: Optional[SessionCache] = None,
+                 log: Callable[[str, str], None] = lambda level, msg: None):
+        self._log = log
+        self._model, self._ctx, self.shape, self.context_mb, load_s = load(config)
+        self._vocab = self._model.vocab
+        self._n_batch = config.n_batch
+        # llama.cpp pads the context (to a multiple of 256): a slot gets what it really has
+        self._n_ctx_slot = max(config.n_ctx, llama_cpp.llama_n_ctx_seq(self._ctx.ctx))
+        self._batch = None
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=config.model_path, n_ctx=config.n_ctx, n_batch=config.n_batch,
-                n_ubatch=min(config.n_batch, 512),
-                n_threads=n_threads, n_threads_batch=n_threads_batch,
-                n_gpu_layers=config.n_gpu_layers, use_mmap=config.use_mmap,
-                use_mlock=config.use_mlock, verbose=False)
-        except Exception as e:  # llama-cpp-python raises ValueError/RuntimeError
-            raise ModelLoadError(f'llama.cpp could not load {config.model_path}: {e}') from e
-        load_time = time.monotonic() - t0
-        source = 'GGUF metadata'
-        try:
-            self._vocab = self._llm._model.vocab
-            meta = dict(self._llm.metadata)
+            meta = self._model.metadata()
             template, source = config.chat_template, 'parameter chat_template'
             if not template:
                 template, source = meta.get('tokenizer.chat_template', ''), 'GGUF metadata'
             if not template:
                 template, source = CHATML_TEMPLATE, 'built-in ChatML (GGUF has no template)'
-            bos_id, eos_id = self._llm.token_bos(), self._llm.token_eos()
-            model = self._llm._model
+            self.chat_template = template
+            bos, eos = self._model.token_bos(), self._model.token_eos()
             self._prompt = ChatPrompt(
-                template,
-                bos_token=model.token_get_text(bos_id) if bos_id >= 0 else '',
-                eos_token=model.token_get_text(eos_id) if eos_id >= 0 else '',
-                add_bos=model.add_bos_token())
+                template, bos_token=self._model.token_get_text(bos) if bos >= 0 else '',
+                eos_token=self._model.token_get_text(eos) if eos >= 0 else '',
+                add_bos=self._model.add_bos_token())
             # Render once so a broken template fails configure, not the first request.
             probe = [{'role': 'user', 'content': 'Hello robot'}]
             rendered = self._prompt.render(probe)
             self._prompt.tokens(probe, self._tokenize)
         except Exception as e:
-            self.close()
-            raise ModelLoadError(f'chat template ({source}) of {config.model_path} is '
-                                 f'unusable: {type(e).__name__}: {e}') from e
+            self._free()
+            raise ModelLoadError(f'chat template of {config.model_path} is unusable: '
+                                 f'{type(e).__name__}: {e}') from e
         if 'Hello robot' not in rendered:
-            self.close()
+            self._free()
             shown = rendered if len(rendered) <= 60 else rendered[:57] + '...'
             raise ModelLoadError(
                 f'chat template ({source}) does not render the messages: a user message '
                 f'"Hello robot" became {shown!r}; fix the chat_template parameter')
+        n_threads = self._ctx.params.n_threads
         self.info = ModelInfo(
             path=config.model_path, file_size_bytes=os.path.getsize(config.model_path),
-            load_time_s=load_time, n_ctx=self._llm.n_ctx(),
-            n_ctx_train=int(meta.get('llama.context_length', 0) or 0) or _ctx_train(meta),
-            n_threads=n_threads, n_threads_batch=n_threads_batch,
-            chat_template_source=source, metadata=meta)
-        self._grammars: Dict[str, 'llama_cpp.LlamaGrammar'] = {}
-        self._n_batch = config.n_batch
+            load_time_s=load_s, n_ctx=self._n_ctx_slot, n_parallel=config.n_parallel,
+            n_ctx_train=self.shape.n_ctx_train, n_threads=n_threads,
+            n_threads_batch=self._ctx.params.n_threads_batch,
+            chat_template_source=source)
+        self._batch = llama_cpp.llama_batch_init(config.n_batch, 0, 1)
+        self.cache = cache if cache is not None else SessionCache(0)
+        self._slots = [Slot(i) for i in range(config.n_parallel)]
+        self._pieces: Dict[int, bytes] = {}
         self._prompt_tps = PROMPT_TPS_GUESS
+        # counters (read by diagnostics from other threads)
+        self.prompt_tokens_total = 0
+        self.prompt_tokens_cached = 0
+        self.restored = {'slot': 0, 'ram': 0, 'disk': 0}
+        # scheduler
+        self._cond = threading.Condition()
+        self._pending: Deque[Generation] = collections.deque()
+        self._forget: List[Tuple[str, Optional[threading.Event]]] = []
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name='llm-scheduler', daemon=True)
+        self._thread.start()
 
-    # ----------------------------------------------------------------- prompt
-    def _live_llm(self) -> 'llama_cpp.Llama':
-        if self._llm is None:
-            raise RuntimeError('LlamaEngine is closed: the model was released by close()')
-        return self._llm
-
+    # ================================================================ prompt
     def _tokenize(self, text: str, special: bool, add_bos: bool) -> List[int]:
-        return self._live_llm().tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
+        if self._model is None:
+            raise RuntimeError('LlamaEngine is closed: the model was released by close()')
+        return self._model.tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
 
     def prompt_tokens(self, messages: Sequence[Dict[str, str]]) -> List[int]:
         """Token ids of the templated conversation, ending with the assistant header."""
         return self._prompt.tokens(messages, self._tokenize)
 
-    def render(self, messages: Sequence[Dict[str, str]]) -> str:
-        return self._prompt.render(messages)
-
     @property
     def n_ctx(self) -> int:
-        return self.info.n_ctx
+        """Context of one slot (one conversation)."""
+        return self._n_ctx_slot
 
-    # ----------------------------------------------------------------- grammar
-    def compile_grammar(self, gbnf: str) -> 'llama_cpp.LlamaGrammar':
-        """Parse a GBNF grammar (cached). Raises ValueError with llama.cpp's reason."""
-        grammar = self._grammars.get(gbnf)
-        if grammar is None:
-            check_gbnf(gbnf)
-            grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
-            if len(self._grammars) > 32:
-                self._grammars.clear()
-            self._grammars[gbnf] = grammar
-        return grammar
+    @property
+    def n_parallel(self) -> int:
+        return len(self._slots)
 
-    @staticmethod
-    def json_grammar(schema: Optional[str] = None) -> str:
-        """GBNF for any JSON object (schema None) or for JSON valid under ``schema`` (JSON
-        Schema text), using llama.cpp's own schema-to-grammar converter."""
-        from llama_cpp import llama_grammar
-        if not schema:
-            return llama_grammar.JSON_GBNF
-        try:
-            gbnf = llama_grammar.json_schema_to_gbnf(schema)
-        except Exception as e:
-            raise ValueError(f'JSON schema cannot be turned into a grammar: {e}') from e
-        # The converter's string character class lets raw control characters (a newline...)
-        # into strings, which is not JSON: exclude them as llama.cpp's json.gbnf does.
-        return gbnf.replace(_SCHEMA_CHAR_RULE, _JSON_CHAR_RULE)
+    def session_identity(self) -> Dict:
+        """What a saved KV state depends on (session_cache.model_identity)."""
+        return model_identity(self.info.path, self._n_ctx_slot, self.chat_template,
+                              llama_cpp.__version__)
 
-    # ----------------------------------------------------------------- generate
+    # ================================================================ requests
+    def start(self, request: GenerationRequest) -> Generation:
+        """Queue a generation; it joins the batch at the next step a slot is free.
+        ``request.on_done`` is called exactly once, on the scheduler thread."""
+        limit = max(0, min(request.sampling.max_tokens, self._n_ctx_slot - len(request.tokens)))
+        gen = Generation(request, limit)
+        with self._cond:
+            if self._closing or self._model is None:
+                raise RuntimeError('LlamaEngine is closed')
+            self._pending.append(gen)
+            self._cond.notify_all()
+        return gen
+
     def generate(self, prompt: List[int], params: SamplingParams,
                  on_text: Optional[Callable[[str], None]] = None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 grammar: Optional[str] = None) -> GenerationResult:
-        """Generate a reply to ``prompt`` (token ids).
+                 grammar: Optional[str] = None, session: str = '') -> GenerationResult:
+        """Start a generation and wait for it (tests, benchmarks, simple callers)."""
+        done = threading.Event()
+        out = []
 
-        ``on_text`` receives each new piece of text (never splitting a UTF-8 character); the
-        pieces concatenate to ``GenerationResult.text``. ``should_stop`` is polled between
-        tokens: when it returns True generation ends with finish_reason 'cancelled'.
-        The caller must ensure len(prompt) < n_ctx.
-        """
-        llm = self._live_llm()
-        n_ctx = llm.n_ctx()
-        limit = max(0, min(params.max_tokens, n_ctx - len(prompt)))
-        stream = TextStream(params.stop)
-        reused = _common_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt)
-        llm.set_seed(params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), 'little'))
-        t0 = time.monotonic()
-        t_first_token = None
-        first_text = None
-        n_out = 0
-        finish = 'length'
-        emit = (lambda s: on_text(s) if s else None) if on_text else (lambda s: None)
+        def on_done(result):
+            out.append(result)
+            done.set()
+        self.start(GenerationRequest(prompt, params, grammar, session, on_text, should_stop,
+                                     on_done))
+        done.wait()
+        return out[0]
 
-        if limit == 0 or should_stop():
-            finish = 'cancelled' if limit else 'length'
-        elif not self._eval_prompt(llm, prompt, reused, should_stop):
-            finish = 'cancelled'
-        else:
-            # The whole prompt is in the KV cache now: Llama.generate finds it there (exact
-            # prefix match) and samples the first token without evaluating anything again.
-            tokens = llm.generate(
-                prompt, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
-                temp=params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
-                grammar=self.compile_grammar(grammar) if grammar else None)
-            try:
-                for token in tokens:
-                    if t_first_token is None:
-                        t_first_token = time.monotonic()
-                    if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                        finish = 'stop'
-                        break
-                    n_out += 1
-                    piece = stream.feed(llm.detokenize([token]))
-                    if piece:
-                        if first_text is None:
-                            first_text = time.monotonic() - t0
-                        emit(piece)
-                    if stream.stopped:
-                        finish = 'stop'
-                        break
-                    if n_out >= limit:
-                        finish = 'length'
-                        break
-                    if should_stop():
-                        finish = 'cancelled'
-                        break
-            finally:
-                tokens.close()
-        tail = stream.finish()
-        if tail:
-            if first_text is None:
-                first_text = time.monotonic() - t0
-            emit(tail)
-        t_end = time.monotonic()
-        t_first_token = t_first_token or t_end
-        return GenerationResult(
-            text=stream.text, finish_reason=finish, prompt_tokens=len(prompt),
-            completion_tokens=n_out, reused_prompt_tokens=reused,
-            prompt_eval_s=t_first_token - t0, generation_s=t_end - t_first_token,
-            first_text_s=first_text)
+    @property
+    def busy_slots(self) -> int:
+        return sum(1 for s in self._slots if s.busy) + len(self._pending)
 
-    def _eval_prompt(self, llm, prompt: List[int], reused: int,
-                     should_stop: Callable[[], bool]) -> bool:
-        """Evaluate the prompt tokens not yet in the KV cache, in chunks, polling
-        ``should_stop`` between chunks; False if it asked to stop (the cache then holds a
-        valid prefix of the prompt, reused by the next request).
+    def sessions_in_slots(self) -> int:
+        return sum(1 for s in self._slots if s.session)
 
-        ``Llama.generate`` would evaluate the whole prompt in one uninterruptible call (~17 s
-        for 900 tokens of a 0.5B model on one thread). Chunks are sized from the measured
-        prompt speed so that one takes about PROMPT_CHUNK_S (at most n_batch tokens): cancel,
-        deactivate and shutdown take effect within that time. Smaller chunks cost no speed
-        on CPU (measured: 64-token chunks evaluate as fast as 512-token ones).
-        """
-        # Keep the shared prefix; at least the last prompt token is evaluated again, because
-        # sampling needs its logits.
-        start = min(reused, len(prompt) - 1)
-        llm.n_tokens = start
-        pos = start
-        while pos < len(prompt):
-            if should_stop():
-                return False
-            size = max(PROMPT_CHUNK_MIN, min(self._n_batch, int(self._prompt_tps * PROMPT_CHUNK_S)))
-            chunk = prompt[pos:pos + size]
-            t0 = time.monotonic()
-            llm.eval(chunk)  # drops cached tokens beyond n_tokens first, then decodes
-            dt = time.monotonic() - t0
-            if dt > 0 and len(chunk) >= PROMPT_CHUNK_MIN:
-                self._prompt_tps = 0.5 * self._prompt_tps + 0.5 * len(chunk) / dt
-            pos += len(chunk)
+    def wake(self) -> None:
+        """Make the scheduler poll the running generations' ``should_stop`` now."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def clear_cache(self) -> None:
+        """Forget every KV cache (slots and RAM): the next requests evaluate their whole
+        prompt (benchmarks' "cold" case, tests)."""
+        done = threading.Event()
+        with self._cond:
+            self._forget.append(('*', done))
+            self._cond.notify_all()
+        done.wait(10.0)
+
+    def forget_session(self, session: str) -> None:
+        """Drop a conversation's KV state everywhere (its history was reset)."""
+        with self._cond:
+            self._forget.append((session, None))
+            self._cond.notify_all()
+
+    # ================================================================ scheduler
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closing or self._pending or self._forget
+                                        or any(s.busy for s in self._slots), timeout=1.0)
+                    if self._closing:
+                        break
+                    admit = []
+                    free = sum(1 for s in self._slots if not s.busy)
+                    while self._pending and len(admit) < free:
+                        admit.append(self._pending.popleft())
+                    forget, self._forget = self._forget, []
+                for session, done in forget:
+                    self._drop_session(session)
+                    if done is not None:
+                        done.set()
+                for gen in admit:
+                    self._admit(gen)
+                self._step()
+        except Exception as e:  # never leave a request without an answer
+            self._log('error', f'LLM scheduler failed: {type(e).__name__}: {e}')
+            self._fail_all(f'engine failure: {type(e).__name__}: {e}')
+            raise
+        finally:
+            self._fail_all('the engine is shutting down', reason='cancelled')
+
+    def _fail_all(self, error: str, reason: str = 'error') -> None:
+        with self._cond:
+            pending, self._pending = list(self._pending), collections.deque()
+            self._closing = True
+        for gen in pending + [s.generation for s in self._slots if s.busy]:
+            self._finish(gen, reason, error)
+
+    def _pick_slot(self, gen: Generation) -> Slot:
+        session = gen.request.session
+        free = [s for s in self._slots if not s.busy]
+        if session:
+            for s in free:
+                if s.session == session:
+                    return s
+        # Prefer a slot that holds no conversation (keeping other conversations warm in
+        # their slots); among those the longest shared prefix (e.g. the same system prompt),
+        # then the least recently used.
+        return min(free, key=lambda s: (bool(s.session),
+                                        -common_prefix(s.tokens, gen.request.tokens),
+                                        s.last_used))
+
+    def _admit(self, gen: Generation) -> None:
+        req = gen.request
+        gen.admitted = time.monotonic()
+        if gen.limit == 0 or req.should_stop():
+            self._finish(gen, 'length' if gen.limit == 0 and not req.should_stop()
+                         else 'cancelled')
+            return
+        slot = self._pick_slot(gen)
+        mem = self._ctx.memory
+        if slot.session and slot.session != req.session:
+            self._park(slot)
+        if req.session and slot.session == req.session and slot.tokens:
+            gen.restored_from = 'slot'
+        elif req.session:
+            saved, source = self.cache.take(req.session)
+            if saved is not None and self._restore(slot, saved):
+                gen.restored_from = source
+        slot.session = req.session
+        prefix = common_prefix(slot.tokens, req.tokens)
+        if prefix >= len(req.tokens):
+            prefix = len(req.tokens) - 1   # the last prompt token is evaluated for its logits
+        llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, prefix, -1)
+        del slot.tokens[prefix:]
+        gen.reused = prefix
+        if gen.restored_from and prefix:
+            self.restored[gen.restored_from] += 1
+        gen.remaining = list(req.tokens[prefix:])
+        try:
+            gen.sampler = make_sampler(self._model, req.sampling, req.grammar)
+        except ValueError as e:
+            self._finish(gen, 'error', str(e))
+            return
+        gen.slot = slot
+        slot.generation = gen
+        slot.last_used = time.monotonic()
+        self.prompt_tokens_total += len(req.tokens)
+        self.prompt_tokens_cached += prefix
+
+    def _park(self, slot: Slot) -> None:
+        """Save the conversation a slot holds into the cache before the slot is reused."""
+        saved = self._save(slot)
+        if saved is not None:
+            self.cache.put(slot.session, saved)
+        slot.session = ''
+
+    def _save(self, slot: Slot) -> Optional[SavedSequence]:
+        if not slot.tokens:
+            return None
+        size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, slot.seq_id)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq_id)
+        if not n:
+            self._log('warn', f'could not save the KV state of session {slot.session!r}')
+            return None
+        return SavedSequence(list(slot.tokens), bytes(memoryview(buf)[:n]))
+
+    def _restore(self, slot: Slot, saved: SavedSequence) -> bool:
+        mem = self._ctx.memory
+        llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+        slot.tokens = []
+        if len(saved.tokens) >= self._n_ctx_slot:
+            return False
+        buf = (ctypes.c_uint8 * len(saved.blob)).from_buffer_copy(saved.blob)
+        if not llama_cpp.llama_state_seq_set_data(self._ctx.ctx, buf, len(saved.blob),
+                                                  slot.seq_id):
+            llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+            self._log('warn', 'a saved KV state could not be restored: evaluating again')
+            return False
+        slot.tokens = list(saved.tokens)
         return True
 
-    # ----------------------------------------------------------------- teardown
-    def close(self) -> None:
-        """Free the model and its context now (``del`` alone leaves it to the GC)."""
-        llm = getattr(self, '_llm', None)
-        if llm is not None:
-            self._grammars = {}
-            llm.close()
-            self._llm = None
-            gc.collect()
+    def _drop_session(self, session: str) -> None:
+        if session == '*':
+            self.cache.clear()
+        else:
+            self.cache.discard_ram(session)
+        for slot in self._slots:
+            if (session == '*' or slot.session == session) and not slot.busy:
+                slot.session = ''
+                if session == '*':
+                    llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
+                    slot.tokens = []
 
+    def snapshot_session(self, session: str) -> Optional[SavedSequence]:
+        """The KV state of a session that sits in a slot (scheduler thread only: call it
+        from an on_done callback)."""
+        for slot in self._slots:
+            if slot.session == session:
+                return self._save(slot)
+        return None
 
-# Prompt evaluation chunking (see LlamaEngine._eval_prompt): target seconds per chunk, the
-# smallest chunk, and the speed assumed before the first measurement (tokens/s).
-PROMPT_CHUNK_S = 0.2
-PROMPT_CHUNK_MIN = 8
-PROMPT_TPS_GUESS = 100.0
-CONTEXT_MARGIN_MB = 64.0
+    def _chunk_size(self, budget: int) -> int:
+        return max(1, min(budget, self._n_batch,
+                          max(PROMPT_CHUNK_MIN, int(self._prompt_tps * PROMPT_CHUNK_S))))
 
-_SCHEMA_CHAR_RULE = r'char ::= [^"\\] |'                    # llama-cpp-python's converter
-_JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'      # llama.cpp json.gbnf's string chars
-_CAPTURE_LOCK = threading.Lock()
-# Deepest "( ... )" nesting handed to llama.cpp's grammar parser, which recurses per level: a
-# request schema {"type": "string", "maxLength": 100000} becomes 100000 nested groups and
-# crashed the process (SIGSEGV, stack overflow); 10000 levels still parse. llama.cpp itself
-# refuses such repetitions from about 2000 levels on ("exceeds sane defaults").
-MAX_GBNF_NESTING = 2000
+    def _step(self) -> None:
+        active = [s.generation for s in self._slots if s.busy]
+        for gen in active:
+            if gen.request.should_stop():
+                self._finish(gen, 'cancelled')
+        active = [s.generation for s in self._slots if s.busy]
+        if not active:
+            return
+        batch = self._batch
+        n = 0
+        rows = []   # (generation, first batch index, number of tokens, logits at the end)
+        for gen in active:
+            if not gen.prompting:
+                self._put(n, gen.next_token, len(gen.slot.tokens), gen.slot.seq_id, True)
+                rows.append((gen, n, 1, True))
+                n += 1
+        prompt_tokens = 0
+        for gen in sorted((g for g in active if g.prompting), key=lambda g: g.admitted):
+            budget = self._n_batch - n
+            if budget <= 0:
+                break
+            size = self._chunk_size(budget)
+            chunk = gen.remaining[:size]
+            last = len(chunk) == len(gen.remaining)
+            pos = len(gen.slot.tokens)
+            for i, tok in enumerate(chunk):
+                self._put(n + i, tok, pos + i, gen.slot.seq_id, last and i == len(chunk) - 1)
+            rows.append((gen, n, len(chunk), last))
+            n += len(chunk)
+            prompt_tokens += len(chunk)
+        batch.n_tokens = n
+        t0 = time.monotonic()
+        ret = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        dt = time.monotonic() - t0
+        if ret != 0:
+            for gen, _, _, _ in rows:
+                llama_cpp.llama_memory_seq_rm(self._ctx.memory, gen.slot.seq_id,
+                                              len(gen.slot.tokens), -1)
+                self._finish(gen, 'error', f'llama_decode failed ({ret})')
+            return
+        if prompt_tokens >= PROMPT_CHUNK_MIN and dt > 0:
+            self._prompt_tps = 0.5 * self._prompt_tps + 0.5 * (n / dt)
+        for gen, first, count, logits in rows:
+            slot = gen.slot
+            if gen.prompting:
+                slot.tokens.extend(gen.remaining[:count])
+                del gen.remaining[:count]
+            else:
+                slot.tokens.append(gen.next_token)
+            if logits:
+                self._sample(gen, first + count - 1)
 
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
 
-def _nesting(gbnf: str) -> int:
-    """Deepest parenthesis nesting of a GBNF text (literals, classes and comments skipped)."""
-    depth = deepest = i = 0
-    n = len(gbnf)
-    while i < n:
-        c = gbnf[i]
-        if c in '"[':
-            close = '"' if c == '"' else ']'
-            i += 1
-            while i < n and gbnf[i] != close:
-                i += 2 if gbnf[i] == '\\' else 1
-        elif c == '#':
-            while i < n and gbnf[i] != '\n':
-                i += 1
-        elif c == '(':
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ')':
-            depth -= 1
-        i += 1
-    return deepest
+    def _piece(self, token: int) -> bytes:
+        """The bytes of a token (cached: a vocabulary's pieces never change)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:  # longer than the buffer: -n is the size needed
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = buf.raw[:max(0, n)]
+            self._pieces[token] = piece
+        return piece
 
+    def _sample(self, gen: Generation, index: int) -> None:
+        token = llama_cpp.llama_sampler_sample(gen.sampler.sampler, self._ctx.ctx, index)
+        if gen.first_token_at is None:
+            gen.first_token_at = time.monotonic()
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(gen, 'stop')
+            return
+        gen.n_out += 1
+        gen.emit(gen.stream.feed(self._piece(token)))
+        if gen.stream.stopped:
+            self._finish(gen, 'stop')
+        elif gen.n_out >= gen.limit:
+            self._finish(gen, 'length')
+        else:
+            gen.next_token = token
 
-def check_gbnf(gbnf: str) -> None:
-    """Raise ValueError (with llama.cpp's reason) unless llama.cpp accepts the GBNF grammar.
-
-    ``LlamaGrammar.from_string`` (llama-cpp-python 0.3) does not parse the grammar: a bad one
-    is only seen when generation starts, where the NULL grammar sampler crashes the process
-    (SIGSEGV). So parse it now with llama.cpp's own parser (no model needed). The parser
-    prints its reason on the C stderr: fd 2 is redirected for that call and what it caught
-    is copied back to stderr afterwards, so nothing another thread wrote is lost.
-    """
-    if not gbnf.strip():
-        raise ValueError('invalid GBNF grammar: it is empty')
-    depth = _nesting(gbnf) if gbnf.count('(') > MAX_GBNF_NESTING else 0
-    if depth > MAX_GBNF_NESTING:  # llama.cpp's recursive parser would overflow the stack
-        raise ValueError(f'invalid GBNF grammar: groups nest {depth} levels deep, more than '
-                         f'{MAX_GBNF_NESTING} (a JSON schema maxLength/maxItems this large '
-                         'cannot be a grammar)')
-    messages: List[str] = []
-
-    @llama_cpp.llama_log_callback
-    def on_log(level, text, user_data):
-        messages.append(text.decode('utf-8', 'replace'))
-
-    with _CAPTURE_LOCK, tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        saved_fd = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
-        try:
-            sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode('utf-8'), b'root')
-        finally:
-            llama_cpp.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
-            captured.seek(0)
-            stderr_text = captured.read().decode('utf-8', 'replace')
-    if stderr_text:
-        sys.stderr.write(stderr_text)
-        sys.stderr.flush()
-    if sampler:
-        llama_cpp.llama_sampler_free(sampler)
-        return
-    reasons = [line.strip() for text in [stderr_text] + messages for line in text.splitlines()
-               if 'error' in line or 'grammar' in line or 'Undefined' in line]
-    reasons = [r.split('error parsing grammar: ', 1)[-1] for r in reasons
-               if r != 'failed to parse grammar'] or ['llama.cpp could not parse it']
-    reason = reasons[0] if len(reasons[0]) <= 160 else reasons[0][:157] + '...'
-    raise ValueError(f'invalid GBNF grammar: {reason}')
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _ctx_train(meta: Dict[str, str]) -> int:
-    for key, value in meta.items():
-        if key.endswith('.context_length'):
+    def _finish(self, gen: Generation, reason: str, error: str = '') -> None:
+        if gen.finished:
+            return
+        gen.finished = True
+        if reason != 'error':
             try:
-                return int(value)
-            except ValueError:
-                pass
-    return 0
+                gen.emit(gen.stream.finish())
+            except Exception as e:  # a failing on_text must not stop the engine
+                self._log('error', f'on_text failed: {type(e).__name__}: {e}')
+        if gen.sampler is not None:
+            gen.sampler.close()
+            gen.sampler = None
+        slot = gen.slot
+        if slot is not None:
+            slot.generation = None
+            slot.last_used = time.monotonic()
+        result = gen.result(reason, error)
+        if gen.request.on_done is not None:
+            try:
+                gen.request.on_done(result)
+            except Exception as e:
+                self._log('error', f'on_done failed: {type(e).__name__}: {e}')
+
+    # ================================================================ teardown
+    def close(self, save: Optional[Callable[[str, Optional[SavedSequence]], None]] = None,
+              timeout: float = 10.0) -> bool:
+        """Stop the scheduler (running and queued generations end 'cancelled'), hand every
+        conversation's KV state to ``save`` (for session_dir), free the model and context.
+        False if the scheduler did not stop in time (then nothing is freed)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        if save is not None:
+            for slot in self._slots:
+                if slot.session:
+                    save(slot.session, self._save(slot))
+        self._free()
+        return True
+
+    def _free(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        cache = getattr(self, 'cache', None)
+        if cache is not None:
+            cache.clear()
+        self._pieces = {}
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+        gc.collect()

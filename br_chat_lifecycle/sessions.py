@@ -1,13 +1,15 @@
-"""Bounded store of multi-turn conversations, keyed by session id.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""Bounded store of multi-turn conversations (their text), keyed by session id.
 
-Bounds: at most ``max_sessions`` conversations (the least recently used one is evicted when
+Bounds: at most ``max_sessions`` conversations (the least recently used one is forgotten when
 a new one would exceed it) and at most ``max_turns`` user/assistant turns per conversation
-(oldest dropped first). Only the chat worker thread touches it, so it needs no lock for
-correctness; ``len()`` from other threads (diagnostics) is safe in CPython.
+(oldest dropped first). Thread-safe: the dispatcher reads histories while the engine thread
+appends replies. The KV caches of the conversations live in session_cache.py.
 """
 import re
+import threading
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 SESSION_ID_PATTERN = re.compile(r'^[A-Za-z0-9_.:\-]{1,64}$')
 
@@ -29,43 +31,52 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.max_turns = max_turns
         self._sessions: 'OrderedDict[str, List[Turn]]' = OrderedDict()
-        self.evicted = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def history(self, session_id: str) -> List[Turn]:
+    def history(self, session_id: str, touch: bool = True) -> List[Turn]:
         """A copy of the session's turns (empty for unknown or empty ids)."""
         if not session_id:
             return []
-        turns = self._sessions.get(session_id)
-        if turns is None:
-            return []
-        self._sessions.move_to_end(session_id)
-        return list(turns)
+        with self._lock:
+            turns = self._sessions.get(session_id)
+            if turns is None:
+                return []
+            if touch:
+                self._sessions.move_to_end(session_id)
+            return list(turns)
 
     def reset(self, session_id: str) -> bool:
         """Forget a session; True if it existed."""
-        return self._sessions.pop(session_id, None) is not None
+        with self._lock:
+            return self._sessions.pop(session_id, None) is not None
 
     def append(self, session_id: str, user: str, assistant: str) -> None:
         if not session_id:
             return
-        turns = self._sessions.setdefault(session_id, [])
-        self._sessions.move_to_end(session_id)
-        turns.append((user, assistant))
-        del turns[:-self.max_turns]
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-            self.evicted += 1
+        with self._lock:
+            turns = self._sessions.setdefault(session_id, [])
+            self._sessions.move_to_end(session_id)
+            turns.append((user, assistant))
+            del turns[:-self.max_turns]
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
 
-    def replace(self, session_id: str, turns: List[Turn]) -> None:
-        """Store a trimmed history (after dropping turns that no longer fit n_ctx)."""
-        if session_id in self._sessions:
-            self._sessions[session_id] = list(turns)
+    def replace(self, session_id: str, turns: List[Turn], create: bool = False) -> None:
+        """Store a trimmed history (after dropping turns that no longer fit n_ctx), or with
+        ``create`` a history read back from session_dir."""
+        with self._lock:
+            if session_id in self._sessions or create:
+                self._sessions[session_id] = list(turns)[-self.max_turns:]
+                while len(self._sessions) > self.max_sessions:
+                    self._sessions.popitem(last=False)
+
+    def ids(self) -> List[str]:
+        with self._lock:
+            return list(self._sessions)
 
     def clear(self) -> None:
-        self._sessions.clear()
-
-    def snapshot(self) -> Dict[str, int]:
-        return {sid: len(turns) for sid, turns in self._sessions.items()}
+        with self._lock:
+            self._sessions.clear()

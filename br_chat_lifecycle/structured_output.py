@@ -10,12 +10,14 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked
     import jsonschema
 except ImportError:  # pragma: no cover
     jsonschema = None
+
+from .grammars import ByteLRU, check_gbnf, json_grammar, schema_to_gbnf
 
 FORMATS = ('text', 'json', 'json_schema', 'grammar')
 
@@ -49,25 +51,6 @@ class OutputFormat:
             except jsonschema.ValidationError as e:
                 return f'reply does not match the JSON schema: {e.message}'
         return None
-
-
-def parse_schema(text: str, where: str) -> Any:
-    try:
-        schema = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f'{where}: not valid JSON: {e}') from e
-    except RecursionError as e:
-        raise ValueError(f'{where}: nested too deeply') from e
-    if not isinstance(schema, dict):
-        raise ValueError(f'{where}: a JSON schema must be a JSON object')
-    if jsonschema is not None:
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f'{where}: invalid JSON schema: {e.message}') from e
-        except RecursionError as e:
-            raise ValueError(f'{where}: nested too deeply') from e
-    return schema
 
 
 PACKAGE = 'br_chat_lifecycle'
@@ -128,15 +111,15 @@ def _read(path: str, what: str) -> str:
 class FormatResolver:
     """Builds the node's default format at configure time and resolves per-request ones.
 
-    ``json_grammar(schema_text_or_None) -> GBNF`` and ``compile(gbnf)`` come from the engine.
+    JSON schemas become grammars through grammars.schema_to_gbnf (bounded: a hostile schema
+    is refused before it is converted); converted formats are cached by schema text in an
+    LRU bounded by bytes (a count bound let six big grammars keep 1.4 GB).
     """
 
-    def __init__(self, default: str, json_schema_file: str, grammar_file: str,
-                 json_grammar: Callable[[Optional[str]], str],
-                 compile_grammar: Callable[[str], Any]):
-        self._json_grammar = json_grammar
-        self._compile = compile_grammar
-        self._cache = {}
+    CACHE_BYTES = 8 << 20
+
+    def __init__(self, default: str, json_schema_file: str, grammar_file: str):
+        self._cache = ByteLRU(self.CACHE_BYTES)
         self.source = ''  # the file behind the default format (resolved path), if any
         if default == 'text':
             self.default = OutputFormat()
@@ -150,7 +133,7 @@ class FormatResolver:
             self.source = resolve_config_file(grammar_file, 'grammar_file')
             gbnf = _read(self.source, 'grammar_file')
             try:
-                self._compile(gbnf)
+                check_gbnf(gbnf)
             except ValueError as e:
                 raise ValueError(f'grammar_file {self.source!r}: {e}') from e
             self.default = OutputFormat('grammar', grammar=gbnf)
@@ -164,18 +147,15 @@ class FormatResolver:
 
     def _json(self, schema_text: Optional[str], where: str) -> OutputFormat:
         key = schema_text or ''
-        if key in self._cache:
-            return self._cache[key]
-        schema = parse_schema(schema_text, where) if schema_text else None
-        try:
-            gbnf = self._json_grammar(schema_text if schema is not None else None)
-            self._compile(gbnf)
-        except ValueError as e:
-            raise ValueError(f'{where}: {e}') from e
-        fmt = OutputFormat('json_schema' if schema is not None else 'json', gbnf, schema)
-        if len(self._cache) > 32:
-            self._cache.clear()
-        self._cache[key] = fmt
+        fmt = self._cache.get(key)
+        if fmt is not None:
+            return fmt
+        if schema_text:
+            gbnf, schema = schema_to_gbnf(schema_text, where)
+            fmt = OutputFormat('json_schema', gbnf, schema)
+        else:
+            fmt = OutputFormat('json', json_grammar(None))
+        self._cache.put(key, fmt, len(fmt.grammar) + len(key))
         return fmt
 
     def resolve(self, response_format: str, json_schema: str) -> OutputFormat:

@@ -54,7 +54,7 @@ def _status(client, node, level, text, timeout=15.0):
 
 def test_levels_follow_lifecycle_and_failures(client, tiny_model, tmp_path):
     node = ChatNodeProcess({'model_path': str(tmp_path / 'missing.gguf'), 'n_ctx': 2048,
-                            'max_tokens': 64, 'max_queue': 2, 'temperature': 0.0,
+                            'max_tokens': 64, 'n_parallel': 1, 'max_queue': 2, 'temperature': 0.0,
                             'diagnostic_updater.period': 0.2})
     try:
         # Unconfigured: published although nothing is loaded; WARN "not serving".

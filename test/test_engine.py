@@ -9,9 +9,9 @@ from typing import List
 
 import pytest
 
+from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
+from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
-from br_chat_lifecycle.engine import (LlamaEngine, ModelConfig, ModelLoadError, SamplingParams,
-                                      check_model_file)
 
 GREEDY = dict(temperature=0.0, seed=0)
 
@@ -40,30 +40,34 @@ def user(text: str):
 
 
 class TokenTap:
-    """Records the bytes of every token the engine detokenizes (one call per generated
-    token), by wrapping the Llama object's detokenize for the duration of a test."""
+    """Records the bytes of every token the engine turns into text (one call per generated
+    token), by wrapping the engine's piece lookup for the duration of a test."""
 
     def __init__(self, engine: LlamaEngine):
-        self.llm = engine._llm
-        self.original = self.llm.detokenize
+        self.engine = engine
+        self.original = engine._piece
         self.pieces: List[bytes] = []
 
     def __enter__(self):
-        def detokenize(tokens, *args, **kwargs):
-            data = self.original(tokens, *args, **kwargs)
+        def piece(token):
+            data = self.original(token)
             self.pieces.append(data)
             return data
-        self.llm.detokenize = detokenize
+        self.engine._piece = piece
         return self
 
     def __exit__(self, *exc):
-        del self.llm.detokenize  # back to the class method
+        del self.engine._piece  # back to the class method
 
 
 def fresh(engine: LlamaEngine) -> LlamaEngine:
-    """Forget the KV cache so the next generation evaluates its whole prompt."""
-    engine._llm.reset()
+    """Forget the KV caches so the next generation evaluates its whole prompt."""
+    engine.clear_cache()
     return engine
+
+
+def render(engine: LlamaEngine, messages) -> str:
+    return engine._prompt.render(messages)
 
 
 # =============================================================================== loading
@@ -74,7 +78,7 @@ def test_loads_both_models_with_their_own_chat_template(smol, tiny, default_mode
         assert info.path == path and info.file_size_bytes > 0
         assert info.n_ctx == 1024 == engine.n_ctx
         assert info.chat_template_source == 'GGUF metadata'
-        text = engine.render(user('hi'))
+        text = render(engine, user('hi'))
         assert '<|im_start|>user\nhi<|im_end|>' in text
         assert text.endswith('<|im_start|>assistant\n')
 
@@ -273,7 +277,7 @@ def test_kv_prefix_is_reused_on_the_second_turn(smol):
 
 # =============================================================================== injection
 def special_id(engine: LlamaEngine, text: str) -> int:
-    ids = engine._llm.tokenize(text.encode(), add_bos=False, special=True)
+    ids = engine._tokenize(text, special=True, add_bos=False)
     assert len(ids) == 1, f'{text} should be one special token, got {ids}'
     return ids[0]
 
@@ -288,12 +292,12 @@ def test_prompt_injection_stays_plain_text(engine):
     # The template's own structure is all there is; the user's copy is plain text.
     assert injected.count(im_end) == benign.count(im_end) >= 1
     assert injected.count(im_start) == benign.count(im_start) >= 2
-    plain = engine._llm.tokenize(INJECTION.encode(), add_bos=False, special=False)
+    plain = engine._tokenize(INJECTION, special=False, add_bos=False)
     assert im_end not in plain and im_start not in plain
     n = len(plain)
     assert any(injected[i:i + n] == plain for i in range(len(injected) - n + 1))
     # Rendering (for logs) does show the text, so the difference is in tokenization only.
-    assert INJECTION in engine.render(user(INJECTION))
+    assert INJECTION in render(engine, user(INJECTION))
 
 
 def test_prompt_injection_in_history_and_system_prompt(engine):

@@ -23,19 +23,19 @@ def _snapshot(core, state='active'):
 def test_failed_generation_is_reported_and_the_core_keeps_serving(tmp_path):
     model = str(write_tiny_model(tmp_path / 'tiny.gguf'))
     engine = LlamaEngine(build(ModelConfig, model_path=model, n_ctx=512, n_threads=1))
-    formats = FormatResolver('text', '', '', engine.json_grammar, engine.compile_grammar)
+    formats = FormatResolver('text', '', '')
     core = ChatCore(engine, build(CoreConfig, max_queue=2), formats)
     settings = build(GenerationSettings,
                      sampling=build(SamplingParams, max_tokens=8, temperature=0.0))
     limits = dict(latency_warn_s=1e9, rss_warn_mb=1e9, queue_warn_ratio=1.0)
     try:
         job = core.submit(ChatRequest('hello'), settings)
-        assert job.wait(60) and job.result.success
+        assert job.done.wait(60) and job.result.success
         assert level_and_message(_snapshot(core), **limits)[0] == OK
 
         engine.close()                       # a real failure inside the next generation
         job = core.submit(ChatRequest('hello again'), settings)
-        assert job.wait(60)
+        assert job.done.wait(60)
         reply = job.result
         assert not reply.success and reply.finish_reason == 'error'
         assert 'generation failed' in reply.error and 'closed' in reply.error
@@ -45,7 +45,7 @@ def test_failed_generation_is_reported_and_the_core_keeps_serving(tmp_path):
 
         # The worker survived: it answers the next request (with the same clear error).
         job = core.submit(ChatRequest('still there?'), settings)
-        assert job.wait(60) and 'generation failed' in job.result.error
+        assert job.done.wait(60) and 'generation failed' in job.result.error
         # Not serving states are WARN whatever happened before.
         core.stats.last_generation_failed = False
         assert level_and_message(_snapshot(core, 'inactive'), **limits)[0] == WARN

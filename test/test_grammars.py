@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 from br_chat_lifecycle import grammars
-from br_chat_lifecycle.engine import LlamaEngine
 from br_chat_lifecycle.grammars import (ByteLRU, check_gbnf, check_schema_limits, LIMITS,
                                         schema_to_gbnf)
 import jsonschema
@@ -181,8 +180,7 @@ def test_integral_floats_are_accepted_as_integers():
 def test_robot_command_schema_converts_checks_and_matches_the_engine_grammar():
     gbnf, schema = schema_to_gbnf(ROBOT_SCHEMA_TEXT, 'json_schema_file')
     check_gbnf(gbnf)
-    assert gbnf == grammars.json_grammar(ROBOT_SCHEMA_TEXT) == \
-        LlamaEngine.json_grammar(ROBOT_SCHEMA_TEXT)
+    assert gbnf == grammars.json_grammar(ROBOT_SCHEMA_TEXT)
     assert schema == json.loads(ROBOT_SCHEMA_TEXT)
     cost = check_schema_limits(json.loads(ROBOT_SCHEMA_TEXT), 'x')
     assert 0 < cost.estimated_grammar_bytes <= L.max_grammar_bytes

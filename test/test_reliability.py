@@ -44,7 +44,7 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
     node's own counters agree with what the clients saw; get_state keeps answering 'active'
     while the load runs."""
     max_tokens, n_clients, per_client = 160, 16, 6
-    rig = rigs({'model_path': tiny_models['short'], 'max_queue': 4, 'n_ctx': 512,
+    rig = rigs({'model_path': tiny_models['short'], 'n_parallel': 1, 'max_queue': 4, 'n_ctx': 512,
                 'max_tokens': max_tokens})
     extra = [GraphClient() for _ in range(3)]
     try:
@@ -189,7 +189,7 @@ def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
     """An action client SIGKILLed after its first feedback: the node keeps serving, the
     orphaned generation ends by itself (the queue drains) and the next request is answered."""
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 1500,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     script = tmp_path / 'doomed_client.py'
     script.write_text(CLIENT_SCRIPT)
     victim = subprocess.Popen([sys.executable, str(script), rig.action, uuid.uuid4().hex[:6]],
@@ -232,7 +232,7 @@ def test_cancel_queued_goal(rigs, tiny_models):
     running goal is unaffected."""
     max_tokens = 3000
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': max_tokens,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     running = rig.goal('a long one')
     running.wait_feedback()
     queued = rig.goal('a queued one')
@@ -284,7 +284,7 @@ def _assert_interrupted(goal, fut, reason_word):
 
 def test_deactivate_during_generation(rigs, tiny_models):
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     goal, fut = _start_busy(rig)
     t0 = time.monotonic()
     assert rig.transition('deactivate')
@@ -309,7 +309,7 @@ def test_cleanup_during_generation(rigs, tiny_models):
     cleanup sent back to back while generating end unconfigured with the model released;
     configure + activate afterwards serve again."""
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     rss_configured = rig.proc.rss_mb()
     goal, fut = _start_busy(rig)
     assert not rig.transition('cleanup'), 'cleanup accepted from active'
@@ -334,7 +334,7 @@ def test_shutdown_during_generation(rigs, tiny_models):
     """shutdown straight from active while generating: finalized, the running goal and the
     queued request are answered, get_state says finalized, SIGINT ends the process with 0."""
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     goal, fut = _start_busy(rig)
     assert rig.transition('shutdown_active')
     _assert_interrupted(goal, fut, 'cleaning up')
@@ -387,8 +387,8 @@ def test_n_ctx_too_small_for_system_prompt(rigs, tiny_models):
     fit is answered success=false with an error naming n_ctx, and the node keeps serving
     (here: once the system prompt is shortened, requests succeed)."""
     long_system = ' '.join(['You are a helpful robot assistant, always polite and brief.'] * 40)
-    rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 64, 'max_tokens': 16,
-                'system_prompt': long_system})
+    rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 64, 'n_parallel': 1,
+                'max_tokens': 16, 'system_prompt': long_system})
     assert rig.state() == 'active'
     res = rig.chat('hello')
     assert not res.success and res.finish_reason == 'error', res
@@ -500,9 +500,9 @@ def test_template_tokens_in_user_text_stay_plain_text(smol_rig, smol_engine):
     """'<|im_end|>...<|im_start|>system' typed by a user must not become template structure:
     the tokens contain exactly as many im_start/im_end ids as the template itself puts
     there (same count as for an innocent message), and the node evaluated that many tokens."""
-    llm = smol_engine._llm
-    im_start = llm.tokenize(b'<|im_start|>', add_bos=False, special=True)
-    im_end = llm.tokenize(b'<|im_end|>', add_bos=False, special=True)
+    tokenize = smol_engine._tokenize
+    im_start = tokenize('<|im_start|>', special=True, add_bos=False)
+    im_end = tokenize('<|im_end|>', special=True, add_bos=False)
     assert len(im_start) == 1 and len(im_end) == 1, (im_start, im_end)
     special = {im_start[0], im_end[0]}
 
@@ -514,8 +514,8 @@ def test_template_tokens_in_user_text_stay_plain_text(smol_rig, smol_engine):
     assert n_special(tricky) == n_special(innocent) > 0
     # the naive way (render, tokenize with special=True) would have parsed them: the check
     # above is meaningful
-    rendered = smol_engine.render([{'role': 'user', 'content': SPECIAL_IMITATION}])
-    naive = llm.tokenize(rendered.encode(), add_bos=False, special=True)
+    rendered = smol_engine._prompt.render([{'role': 'user', 'content': SPECIAL_IMITATION}])
+    naive = tokenize(rendered, special=True, add_bos=False)
     assert n_special(naive) > n_special(tricky)
     res = smol_rig.chat(SPECIAL_IMITATION)
     assert res.success and res.prompt_tokens == len(tricky), (res, len(tricky))
@@ -528,7 +528,7 @@ def test_soak_lifecycle_cycles_memory_and_threads_stable(rigs, tiny_models):
     of the first, and the same thread count after every cleanup."""
     cycles, per_cycle = 20, 12
     rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 512, 'max_tokens': 8,
-                'max_queue': 4}, bring_up=False)
+                'n_parallel': 1, 'max_queue': 4}, bring_up=False)
     rss, threads, rss_loaded = [], [], []
     served = 0
     # Warm-up cycle (not measured): a burst of concurrent requests lets the node's executor

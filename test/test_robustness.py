@@ -209,7 +209,7 @@ def test_signal_answers_running_and_queued_requests_and_exits(rigs, tiny_models,
     ERROR line (before: no replies, 5.5-13 s to exit, a spurious 'Failed to publish
     feedback' ERROR)."""
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 8000,
-                'max_queue': 2})
+                'n_parallel': 1, 'max_queue': 2})
     goal = rig.goal('a long one')
     goal.wait_feedback()
     queued = rig.call_async('a queued one')
@@ -272,3 +272,30 @@ def test_two_nodes_with_one_name_are_warned_about(graph, tiny_models):
     finally:
         for t in twins:
             t.stop()
+
+
+# ============================================================ hostile schemas
+def test_hostile_schemas_are_refused_fast_without_memory_or_a_frozen_node(rigs, tiny_models):
+    """The adversarial pass's schemas (40 bytes costing 3 GB; six distinct minLength ~1e7
+    keeping 1.4 GB; five maxItems ~2e6 at once freezing every executor thread for 35 s) are
+    refused with the keyword, value and limit, before any conversion; RSS stays flat and
+    get_state keeps answering while they arrive."""
+    rig = rigs({'model_path': tiny_models['short'], 'max_tokens': 4, 'max_queue': 16})
+    rss_before = rig.proc.rss_mb()
+    hostile = (['{"type":"string","minLength":100000000}']
+               + [f'{{"type":"string","minLength":{10000000 + i}}}' for i in range(6)]
+               + [f'{{"type":"array","items":{{"type":"integer"}},"maxItems":{2000000 + i}}}'
+                  for i in range(5)])
+    futures = [rig.call_async('stop', json_schema=s) for s in hostile]
+    states = [rig.graph.get_state(rig.name, timeout=10) for _ in range(5)]
+    replies = [GraphClient.wait_future(f, 60, f'reply to hostile schema {i}')
+               for i, f in enumerate(futures)]
+    assert states == ['active'] * 5
+    for schema, reply in zip(hostile, replies):
+        assert not reply.success and reply.finish_reason == 'error', reply
+        keyword = 'minLength' if 'minLength' in schema else 'maxItems'
+        assert f'#/{keyword}' in reply.error and 'over the limit' in reply.error, reply.error
+    grown = rig.proc.rss_mb() - rss_before
+    print(f'\nRSS grew {grown:.1f} MB over {len(hostile)} hostile schemas')
+    assert grown < 50, f'RSS grew {grown:.0f} MB'
+    assert rig.chat('still fine?').success

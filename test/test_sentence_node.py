@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 ENGLISH = 'Write three sentences about robots.'
 CHINESE = '今天天气很好。'             # greedy SmolLM2 answers in Chinese: ！，。
-MIXED = 'Write a Chinese sentence.'   # a Chinese sentence (。), a newline, English
+MIXED = 'Write a Chinese sentence.'   # a Chinese sentence, a newline, English
 TERMINATORS = '.!?。！？；;…'
 
 
@@ -68,8 +68,11 @@ def test_sentence_mode_publishes_whole_sentences(rig, prompt):
     for partial in partials[:-1]:   # each ends a sentence (max_sentence_chars is not reached)
         assert partial.rstrip(' \n"\'”’)）*')[-1] in TERMINATORS or partial.endswith('\n'), \
             partial
-    if prompt != ENGLISH:
+    if prompt == CHINESE:
         assert any(c in result.response for c in '。！？'), result.response
+    if prompt == MIXED:   # Chinese and English in one reply, split into sentences
+        assert any('\u4e00' <= c <= '\u9fff' for c in result.response), result.response
+        assert any('a' <= c.lower() <= 'z' for c in result.response), result.response
 
 
 def test_token_mode_unchanged(rig):

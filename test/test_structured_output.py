@@ -33,9 +33,9 @@ from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 
 from br_chat_lifecycle import settings
-from br_chat_lifecycle.engine import LlamaEngine, check_gbnf
+from br_chat_lifecycle.grammars import check_gbnf, json_grammar, parse_schema
 from br_chat_lifecycle.structured_output import (FormatResolver, OutputFormat,
-                                                 config_file_candidates, parse_schema,
+                                                 config_file_candidates,
                                                  resolve_config_file)
 
 CONFIG = REPO_ROOT / 'config'
@@ -125,7 +125,7 @@ def test_robot_command_schema_is_small_strict_and_fully_enforced_by_the_grammar(
 
 
 def test_schema_grammar_compiles_and_keeps_control_characters_out_of_strings():
-    gbnf = LlamaEngine.json_grammar(SCHEMA_FILE.read_text())
+    gbnf = json_grammar(SCHEMA_FILE.read_text())
     check_gbnf(gbnf)
     char_rules = [line for line in gbnf.splitlines() if line.startswith('char ::=')]
     assert char_rules and all(r'\x00-\x1F' in rule for rule in char_rules), char_rules
@@ -213,8 +213,7 @@ def test_intent_params_file_is_valid_and_points_at_the_schema():
 
 
 def _resolver(default='text', schema_file='', grammar_file=''):
-    return FormatResolver(default, schema_file, grammar_file, LlamaEngine.json_grammar,
-                          check_gbnf)
+    return FormatResolver(default, schema_file, grammar_file)
 
 
 def test_format_resolver_defaults_and_per_request_overrides(tmp_path):
@@ -237,10 +236,12 @@ def test_format_resolver_defaults_and_per_request_overrides(tmp_path):
             ('json_schema', '[1, 2]', 'request json_schema: a JSON schema must be a JSON object'),
             ('json_schema', '{"type": 5}', 'request json_schema: invalid JSON schema'),
             ('', '{"type": "object", "properties": {"a": {"not": {}}}}',
-             'cannot be turned into a grammar'),
-            ('', '[' * 100000, 'request json_schema: nested too deeply'),
-            # 100000 nested grammar groups: llama.cpp's parser would overflow the stack.
-            ('', '{"type": "string", "maxLength": 100000}', 'levels deep')]:
+             '#/properties/a: the llama-cpp-python converter cannot turn this schema'),
+            ('', '[' * 100000, 'request json_schema: the JSON text is 100000 bytes, over the '
+                               'limit 65536'),
+            # bounded before conversion (grammars.LIMITS): no 100000-deep grammar is built
+            ('', '{"type": "string", "maxLength": 100000}',
+             '#/maxLength: maxLength = 100000 is over the limit 1000')]:
         with pytest.raises(ValueError) as err:
             node.resolve(fmt, schema)
         assert reason in str(err.value), (fmt, schema, str(err.value))
@@ -532,7 +533,12 @@ def test_bad_per_request_formats_fail_clearly_and_the_node_keeps_serving(active_
             (dict(response_format='xml'), ("unknown response_format 'xml'", 'json_schema')),
             (dict(response_format='grammar'), ('grammar_file',)),
             (dict(json_schema='{"type": "string", "maxLength": 100000}'),
-             ('request json_schema', 'invalid GBNF grammar', 'levels deep'))]:
+             ('request json_schema', '#/maxLength', 'over the limit 1000')),
+            # the schemas of the adversarial pass: refused before any conversion
+            (dict(json_schema='{"type": "string", "minLength": 100000000}'),
+             ('#/minLength', 'over the limit')),
+            (dict(json_schema='{"type": "array", "items": {"type": "integer"}, '
+                              '"maxItems": 2000000}'), ('#/maxItems', 'over the limit'))]:
         reply = node.chat('stop', **fields)
         print(fields, '->', reply.error)
         assert not reply.success and reply.finish_reason == 'error', reply

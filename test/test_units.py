@@ -5,6 +5,7 @@ Every wait is bounded (threading.Event.wait with a timeout); nothing asserts on 
 """
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,7 @@ def test_sessions_keep_separate_histories_and_return_copies():
     copy = store.history('a')
     copy.pop()
     assert len(store.history('a')) == 2
-    assert store.snapshot() == {'a': 2, 'b': 1}
+    assert set(store.ids()) == {'a', 'b'} and len(store.history('b')) == 1
 
 
 def test_sessions_empty_id_is_stateless():
@@ -174,8 +175,7 @@ def test_sessions_lru_eviction():
     store.append('b', 'u', 'r')
     store.history('a')                    # 'a' is now the most recently used
     store.append('c', 'u', 'r')           # evicts 'b'
-    assert set(store.snapshot()) == {'a', 'c'}
-    assert store.evicted == 1
+    assert set(store.ids()) == {'a', 'c'}
     assert store.history('b') == []
 
 
@@ -186,7 +186,9 @@ def test_sessions_reset_replace_clear():
     store.replace('a', [('u2', 'r2')])
     assert store.history('a') == [('u2', 'r2')]
     store.replace('zzz', [('x', 'y')])   # unknown session: not created
-    assert 'zzz' not in store.snapshot()
+    assert 'zzz' not in store.ids()
+    store.replace('zzz', [('x', 'y')], create=True)   # read back from session_dir
+    assert store.history('zzz') == [('x', 'y')]
     assert store.reset('a') is True
     assert store.reset('a') is False
     assert store.history('a') == []
@@ -196,30 +198,39 @@ def test_sessions_reset_replace_clear():
 
 
 # =============================================================================== job_queue
-class Recorder:
-    """A handler that records what it ran and can be held at a gate."""
+class Starter:
+    """A ``start`` for JobQueue that runs each job on a thread of its own (as the engine
+    runs generations) and can hold them all at a gate."""
 
     def __init__(self):
-        self.ran = []
-        self.threads = set()
+        self.queue = None
+        self.started = []
         self.gate = threading.Event()
         self.gate.set()
-        self.cancelled_seen = {}
+        self.lock = threading.Lock()
 
-    def __call__(self, job: Job):
-        self.threads.add(threading.get_ident())
-        assert self.gate.wait(WAIT_S), 'test gate never opened'
-        self.ran.append(job.payload)
-        self.cancelled_seen[job.payload] = job.cancelled
-        job.finish(f'done {job.payload}')
+    def __call__(self, job: Job) -> bool:
+        if job.cancelled:
+            job.finish(f'cancelled {job.payload}')
+            return False
+        with self.lock:
+            self.started.append(job.payload)
+
+        def run():
+            assert self.gate.wait(WAIT_S), 'test gate never opened'
+            job.finish(f'done {job.payload}')
+            self.queue.done(job)
+        threading.Thread(target=run, daemon=True).start()
+        return True
 
 
 @pytest.fixture
 def queue_factory():
     queues = []
 
-    def make(handler, max_waiting):
-        q = JobQueue(handler, max_waiting)
+    def make(starter, max_running, max_waiting, **kw):
+        q = JobQueue(starter, max_running, max_waiting, **kw)
+        starter.queue = q
         queues.append(q)
         return q
     yield make
@@ -227,101 +238,125 @@ def queue_factory():
         q.close(timeout=WAIT_S)
 
 
-def test_job_queue_runs_jobs_in_order_on_one_worker_thread(queue_factory):
-    rec = Recorder()
-    q = queue_factory(rec, max_waiting=10)
+def wait_started(starter, n):
+    deadline = time.monotonic() + WAIT_S
+    while len(starter.started) < n:
+        assert time.monotonic() < deadline, f'{starter.started} started, expected {n}'
+        time.sleep(0.001)
+
+
+def test_job_queue_starts_jobs_in_arrival_order(queue_factory):
+    st = Starter()
+    q = queue_factory(st, max_running=1, max_waiting=10)
     jobs = [q.submit(Job(i)) for i in range(6)]
     for j in jobs:
-        assert j.wait(WAIT_S)
-    assert rec.ran == list(range(6))
+        assert j.done.wait(WAIT_S)
+    assert st.started == list(range(6))
     assert [j.result for j in jobs] == [f'done {i}' for i in range(6)]
-    assert len(rec.threads) == 1 and threading.get_ident() not in rec.threads
 
 
-@pytest.mark.parametrize('max_waiting', [0, 1, 3])
-def test_job_queue_capacity_is_one_running_plus_max_waiting(queue_factory, max_waiting):
-    rec = Recorder()
-    rec.gate.clear()
-    q = queue_factory(rec, max_waiting=max_waiting)
-    first = q.submit(Job('running'))
-    assert first.started.wait(WAIT_S)
-    waiting = [q.submit(Job(f'w{i}')) for i in range(max_waiting)]
-    assert q.depth == max_waiting and q.busy
-    with pytest.raises(QueueFull, match=rf'queue full.*max_queue={max_waiting}'):
+@pytest.mark.parametrize('max_running, max_waiting', [(1, 0), (1, 3), (3, 2)])
+def test_job_queue_capacity_is_max_running_plus_max_waiting(queue_factory, max_running,
+                                                            max_waiting):
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=max_running, max_waiting=max_waiting)
+    jobs = [q.submit(Job(f'j{i}')) for i in range(max_running + max_waiting)]
+    wait_started(st, max_running)
+    assert q.running == max_running and q.depth == max_waiting
+    with pytest.raises(QueueFull, match=rf'n_parallel={max_running}.*max_queue={max_waiting}'):
         q.submit(Job('too many'))
-    rec.gate.set()
-    for j in [first] + waiting:
-        assert j.wait(WAIT_S)
-    assert 'too many' not in rec.ran
+    st.gate.set()
+    for j in jobs:
+        assert j.done.wait(WAIT_S)
+    assert 'too many' not in st.started
     assert q.wait_idle(WAIT_S)
-    q.submit(Job('again')).wait(WAIT_S)   # capacity is free again
-    assert rec.ran[-1] == 'again'
+    assert q.submit(Job('again')).done.wait(WAIT_S)   # capacity is free again
 
 
-def test_job_queue_capacity_does_not_depend_on_worker_pickup(queue_factory):
-    """The running job counts whether or not the worker has dequeued it yet."""
-    rec = Recorder()
-    rec.gate.clear()
-    q = queue_factory(rec, max_waiting=1)
+def test_job_queue_one_conversation_at_a_time(queue_factory):
+    """Two turns of one session never run at once; another session passes the waiting turn."""
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=3, max_waiting=5)
+    first = q.submit(Job('a1', key='a'))
+    second = q.submit(Job('a2', key='a'))
+    other = q.submit(Job('b1', key='b'))
+    wait_started(st, 2)
+    assert st.started == ['a1', 'b1'] and q.depth == 1
+    st.gate.set()
+    for j in (first, second, other):
+        assert j.done.wait(WAIT_S)
+    assert st.started[-1] == 'a2'
+
+
+def test_job_queue_capacity_does_not_depend_on_dispatcher_pickup(queue_factory):
+    """A job counts from submit on, whether or not the dispatcher has started it yet."""
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=1, max_waiting=1)
     q.submit(Job(1))
     q.submit(Job(2))            # no wait for pickup in between
     with pytest.raises(QueueFull):
         q.submit(Job(3))
-    rec.gate.set()
+    st.gate.set()
 
 
 def test_job_queue_cancel_all_cancels_running_and_waiting(queue_factory):
-    rec = Recorder()
-    rec.gate.clear()
-    q = queue_factory(rec, max_waiting=2)
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=1, max_waiting=2)
     jobs = [q.submit(Job(i)) for i in range(3)]
-    assert jobs[0].started.wait(WAIT_S)
+    wait_started(st, 1)
     cancelled = q.cancel_all('deactivating')
-    assert cancelled == jobs
+    assert sorted(j.payload for j in cancelled) == [0, 1, 2]
     assert all(j.cancelled and j.cancel_reason == 'deactivating' for j in jobs)
-    rec.gate.set()
-    assert all(j.wait(WAIT_S) for j in jobs)
-    assert rec.cancelled_seen == {0: True, 1: True, 2: True}
+    # the waiting ones are answered without running, before the running one ends
+    assert jobs[1].done.wait(WAIT_S) and jobs[2].done.wait(WAIT_S)
+    assert jobs[1].result == 'cancelled 1' and not jobs[0].done.is_set()
+    st.gate.set()
+    assert jobs[0].done.wait(WAIT_S)
     assert q.wait_idle(WAIT_S)
 
 
 def test_job_queue_wait_idle_times_out_while_busy(queue_factory):
-    rec = Recorder()
-    rec.gate.clear()
-    q = queue_factory(rec, max_waiting=1)
-    q.submit(Job(1)).started.wait(WAIT_S)
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=1, max_waiting=1)
+    q.submit(Job(1))
+    wait_started(st, 1)
     assert q.wait_idle(0.05) is False
-    rec.gate.set()
+    st.gate.set()
     assert q.wait_idle(WAIT_S) is True
 
 
-def test_job_queue_handler_exception_finishes_the_job_and_worker_survives(queue_factory):
-    def handler(job):
+def test_job_queue_start_exception_finishes_the_job_and_dispatcher_survives(queue_factory):
+    errors = []
+
+    def start(job):
         if job.payload == 'boom':
             raise ValueError('kaput')
         job.finish('ok')
-    q = queue_factory(handler, max_waiting=4)
+        return False
+
+    q = queue_factory(start, max_running=1, max_waiting=4,
+                      on_error=lambda job, e: (errors.append(e), job.finish(f'error {e}')))
     bad, good = q.submit(Job('boom')), q.submit(Job('fine'))
-    assert bad.wait(WAIT_S) and good.wait(WAIT_S)
-    assert isinstance(bad.error, ValueError) and bad.result is None
-    assert good.result == 'ok' and good.error is None
+    assert bad.done.wait(WAIT_S) and good.done.wait(WAIT_S)
+    assert bad.result == 'error kaput' and isinstance(errors[0], ValueError)
+    assert good.result == 'ok'
+    assert q.wait_idle(WAIT_S)
 
 
-def test_job_queue_handler_that_forgets_to_finish_still_finishes_the_job(queue_factory):
-    q = queue_factory(lambda job: None, max_waiting=1)
-    job = q.submit(Job('x'))
-    assert job.wait(WAIT_S) and job.result is None and job.error is None
-
-
-def test_job_queue_close_drains_waiting_jobs_then_refuses(queue_factory):
-    rec = Recorder()
-    rec.gate.clear()
-    q = queue_factory(rec, max_waiting=3)
+def test_job_queue_close_answers_waiting_jobs_then_refuses(queue_factory):
+    st = Starter()
+    st.gate.clear()
+    q = queue_factory(st, max_running=1, max_waiting=3)
     jobs = [q.submit(Job(i)) for i in range(4)]
-    assert jobs[0].started.wait(WAIT_S)
-    threading.Timer(0.05, rec.gate.set).start()
+    wait_started(st, 1)
+    threading.Timer(0.05, st.gate.set).start()
     assert q.close(timeout=WAIT_S) is True
-    assert all(j.done.is_set() and j.cancelled for j in jobs)  # every job got its one result
+    assert all(j.done.wait(WAIT_S) and j.cancelled for j in jobs)  # each got its one result
     with pytest.raises(QueueClosed):
         q.submit(Job('late'))
     assert q.close(timeout=WAIT_S) is True  # idempotent

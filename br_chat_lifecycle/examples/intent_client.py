@@ -20,7 +20,8 @@ import rclpy
 
 from jobot_ai_msgs.srv import LLMChat
 
-from br_chat_lifecycle.structured_output import parse_schema, resolve_config_file
+from br_chat_lifecycle.grammars import parse_schema
+from br_chat_lifecycle.structured_output import resolve_config_file
 
 # Relative: the installed share/br_chat_lifecycle/config/ copy, else ./config/ (a checkout).
 DEFAULT_SCHEMA = 'config/robot_command.schema.json'
