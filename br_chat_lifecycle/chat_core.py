@@ -240,7 +240,8 @@ class ChatCore:
         history = self.sessions.history(req.session_id)
         dropped = 0
         while True:
-            tokens = self.engine.prompt_tokens(self._messages(settings, history, req.prompt))
+            messages = self._messages(settings, history, req.prompt)
+            tokens = self.engine.prompt_tokens(messages)
             if len(tokens) <= budget or not history:
                 break
             history.pop(0)
@@ -268,7 +269,8 @@ class ChatCore:
         self.engine.start(GenerationRequest(
             tokens=tokens, sampling=sampling, grammar=work.fmt.grammar,
             session=req.session_id, on_text=work.on_text, should_stop=should_stop,
-            on_done=lambda result: self._complete(job, result)))
+            on_done=lambda result: self._complete(job, result), messages=messages,
+            json_schema=work.fmt.schema, response_format=work.fmt.name))
         return True
 
     # ------------------------------------------------------------------ engine thread

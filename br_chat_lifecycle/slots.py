@@ -10,7 +10,7 @@ its timings.
 """
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .sampling import SamplingParams
 from .text_stream import TextStream
@@ -44,6 +44,13 @@ class GenerationRequest:
     on_text: Optional[Callable[[str], None]] = None
     should_stop: Callable[[], bool] = lambda: False
     on_done: Optional[Callable[[GenerationResult], None]] = None
+    # The conversation as chat messages (what ``tokens`` were rendered from) and the JSON
+    # Schema behind ``grammar``, if any: a backend that is not llama.cpp in this process
+    # (a remote OpenAI-compatible server) sends these instead.
+    messages: Optional[List[Dict[str, Any]]] = None
+    json_schema: Optional[Dict[str, Any]] = None
+    response_format: str = 'text'        # 'text' | 'json' | 'json_schema' | 'grammar'
+
 
 
 @dataclass
