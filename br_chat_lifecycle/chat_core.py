@@ -12,8 +12,9 @@ dropped silently.
 """
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from . import request_options, tool_calls
 from .job_queue import Job, JobQueue, QueueClosed, QueueFull
 from .sampling import SamplingParams
 from .session_cache import SessionDisk, StoredSession
@@ -28,11 +29,25 @@ MAX_SCHEMA_CHARS = 65536  # a request's json_schema (turned into a grammar per r
 
 @dataclass
 class ChatRequest:
+    """One request, with the LLMChat/LLMChatAction fields (defaults = the node's settings)."""
+
     prompt: str
     session_id: str = ''
     reset_session: bool = False
     response_format: str = ''
     json_schema: str = ''
+    system_prompt: str = ''
+    max_tokens: int = 0
+    temperature: float = -1.0
+    top_p: float = -1.0
+    top_k: int = -1
+    min_p: float = -1.0
+    repeat_penalty: float = -1.0
+    seed: int = -1
+    stop: Sequence[str] = ()
+    messages_json: str = ''
+    tools_json: str = ''
+    tool_choice: str = ''
     received: float = field(default_factory=time.monotonic)
 
 
@@ -47,6 +62,7 @@ class ChatReply:
     latency_s: float = 0.0
     time_to_first_token_s: float = 0.0
     cached_prompt_tokens: int = 0
+    tool_calls_json: str = ''
 
 
 @dataclass
@@ -55,6 +71,7 @@ class CoreConfig:
     n_parallel: int
     max_queue: int
     max_prompt_chars: int
+    max_history_chars: int
     max_sessions: int
     max_session_turns: int
 
@@ -71,8 +88,11 @@ class GenerationSettings:
 @dataclass
 class _Work:
     request: ChatRequest
-    settings: GenerationSettings
+    settings: GenerationSettings        # the node's, with the request's options applied
     on_text: Optional[Callable[[str], None]]
+    client_messages: Optional[List[Dict[str, Any]]] = None   # messages_json, parsed
+    tools: Sequence[tool_calls.Tool] = ()
+    tool_choice: str = 'auto'
     fmt: Optional[OutputFormat] = None  # resolved on the dispatcher thread (may take a while)
     started: float = 0.0
 
@@ -110,9 +130,13 @@ class ChatCore:
                on_text: Optional[Callable[[str], None]] = None) -> Job:
         job = Job(None, key=request.session_id)
         error = self._validate(request)
+        if error is None:
+            try:
+                job.payload = self._parse(request, settings, on_text)
+            except ValueError as e:
+                error = str(e)
         if error is not None:
             return self._finish_now(job, request, error, refused=False)
-        job.payload = _Work(request, settings, on_text)
         try:
             self._queue.submit(job)
         except QueueFull as e:
@@ -183,6 +207,30 @@ class ChatCore:
                     f'{MAX_SCHEMA_CHARS}')
         return None
 
+    def _parse(self, req: ChatRequest, settings: GenerationSettings,
+               on_text: Optional[Callable[[str], None]]) -> _Work:
+        """The request's own settings, history and tools (cheap checks; ValueError with the
+        field and the reason)."""
+        work = _Work(req, request_options.apply_options(req, settings, self.engine.n_ctx),
+                     on_text)
+        if req.messages_json.strip():
+            if req.session_id:
+                raise ValueError('messages_json and session_id are exclusive: send the history '
+                                 'yourself (messages_json) or let the node keep it '
+                                 '(session_id), not both')
+            work.client_messages = request_options.parse_messages(
+                req.messages_json, self.config.max_history_chars)
+        choice = req.tool_choice.strip()
+        if req.tools_json.strip():
+            if req.response_format.strip().lower() not in ('', 'text') or req.json_schema:
+                raise ValueError('tools_json and response_format/json_schema are exclusive: '
+                                 'a reply is either tool calls (or text) or structured output')
+            work.tools = tool_calls.parse_tools(req.tools_json)
+            work.tool_choice = tool_calls.parse_tool_choice(choice, work.tools)
+        elif choice and choice != 'none':
+            raise ValueError(f'tool_choice {choice!r} needs tools_json (no tools were sent)')
+        return work
+
     def _finish_now(self, job: Job, req: ChatRequest, error: str, refused: bool) -> Job:
         reply = ChatReply(error=error, finish_reason='error',
                           latency_s=time.monotonic() - req.received)
@@ -237,14 +285,31 @@ class ChatCore:
             return False
         sampling = settings.sampling
         budget = self.engine.n_ctx - sampling.max_tokens
-        history = self.sessions.history(req.session_id)
+        client = list(work.client_messages) if work.client_messages is not None else None
+        history = self.sessions.history(req.session_id) if client is None else []
+        grammar = work.fmt.grammar
+        if work.tools or req.tool_choice.strip() == 'none':
+            try:
+                grammar = (tool_calls.tool_call_grammar(work.tools, work.tool_choice)
+                           if work.tool_choice != 'none' and work.tools
+                           else tool_calls.no_call_grammar())
+            except ValueError as e:
+                self._answer(job, ChatReply(error=f'tools_json: {e}', finish_reason='error'))
+                return False
         dropped = 0
         while True:
-            messages = self._messages(settings, history, req.prompt)
-            tokens = self.engine.prompt_tokens(messages)
-            if len(tokens) <= budget or not history:
+            messages = request_options.conversation(settings.system_prompt, req.system_prompt,
+                                                    client, history, req.prompt)
+            # tools into the prompt; tool results / assistant tool_calls the template can show
+            messages, render = tool_calls.prompt_with_tools(
+                messages, work.tools, work.tool_choice, self.engine.supports_tools)
+            tokens = self.engine.prompt_tokens(messages, **render)
+            if len(tokens) <= budget or not (history or _droppable(client)):
                 break
-            history.pop(0)
+            if client is not None:   # the oldest message that is not a system message
+                client.pop(next(i for i, m in enumerate(client) if m['role'] != 'system'))
+            else:
+                history.pop(0)
             dropped += 1
         if len(tokens) > budget:
             self._answer(job, ChatReply(
@@ -254,7 +319,10 @@ class ChatCore:
                        f'{sampling.max_tokens})'),
                 finish_reason='error', prompt_tokens=len(tokens)))
             return False
-        if dropped:
+        if dropped and client is not None:
+            self._log('info', f'messages_json: dropped the {dropped} oldest message(s) to fit '
+                              f'n_ctx={self.engine.n_ctx}')
+        elif dropped:
             self.sessions.replace(req.session_id, history)
             self._log('info', f'session {req.session_id!r}: dropped {dropped} oldest turn(s) '
                               f'to fit n_ctx={self.engine.n_ctx}')
@@ -267,7 +335,7 @@ class ChatCore:
             return job.cancelled
 
         self.engine.start(GenerationRequest(
-            tokens=tokens, sampling=sampling, grammar=work.fmt.grammar,
+            tokens=tokens, sampling=sampling, grammar=grammar,
             session=req.session_id, on_text=work.on_text, should_stop=should_stop,
             on_done=lambda result: self._complete(job, result), messages=messages,
             json_schema=work.fmt.schema, response_format=work.fmt.name))
@@ -311,6 +379,15 @@ class ChatCore:
         if result.finish_reason == 'cancelled':
             reply.error = f'cancelled: {job.cancel_reason or "the engine stopped"}'
             return reply
+        if work.tools:
+            try:
+                _, calls = tool_calls.parse_tool_calls(result.text, work.tools, work.tool_choice)
+            except ValueError as e:
+                reply.error = f'invalid tool call: {e}'
+                return reply
+            if calls:
+                reply.tool_calls_json = tool_calls.tool_calls_json(calls)
+                reply.finish_reason = 'tool_calls'
         problem = work.fmt.check(result.text, result.finish_reason, sampling.max_tokens)
         if problem:
             reply.error = problem
@@ -318,13 +395,6 @@ class ChatCore:
         reply.success = True
         return reply
 
-    @staticmethod
-    def _messages(settings: GenerationSettings, history, prompt: str) -> List[Dict[str, str]]:
-        messages = []
-        if settings.system_prompt:
-            messages.append({'role': 'system', 'content': settings.system_prompt})
-        for user, assistant in history:
-            messages.append({'role': 'user', 'content': user})
-            messages.append({'role': 'assistant', 'content': assistant})
-        messages.append({'role': 'user', 'content': prompt})
-        return messages
+
+def _droppable(client: Optional[List[Dict[str, Any]]]) -> bool:
+    return client is not None and any(m['role'] != 'system' for m in client)

@@ -508,8 +508,15 @@ class ChatNode(LifecycleNode):
         return stat
 
     def _log(self, level: str, message: str) -> None:
+        # One call site per severity: rclpy refuses a second severity from the same line
+        # ("Logger severity cannot be changed between calls").
         logger = self.get_logger()
-        {'error': logger.error, 'warn': logger.warning}.get(level, logger.info)(message)
+        if level == 'error':
+            logger.error(message)
+        elif level == 'warn':
+            logger.warning(message)
+        else:
+            logger.info(message)
 
 
 class FeedbackBatcher:
@@ -570,10 +577,15 @@ class SentenceFeedback:
                 self._publish(rest)
 
 
+REQUEST_FIELDS = ('prompt', 'session_id', 'reset_session', 'response_format', 'json_schema',
+                  'system_prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p',
+                  'repeat_penalty', 'seed', 'messages_json', 'tools_json', 'tool_choice')
+
+
 def _chat_request(msg) -> ChatRequest:
-    return ChatRequest(prompt=msg.prompt, session_id=msg.session_id,
-                       reset_session=msg.reset_session, response_format=msg.response_format,
-                       json_schema=msg.json_schema)
+    """An LLMChat request or LLMChatAction goal as a ChatRequest (same field names)."""
+    return ChatRequest(stop=tuple(msg.stop),
+                       **{name: getattr(msg, name) for name in REQUEST_FIELDS})
 
 
 def _fill(msg, reply: ChatReply) -> None:
@@ -585,6 +597,7 @@ def _fill(msg, reply: ChatReply) -> None:
     msg.completion_tokens = int(reply.completion_tokens)
     msg.latency_s = float(reply.latency_s)
     msg.cached_prompt_tokens = int(reply.cached_prompt_tokens)
+    msg.tool_calls_json = reply.tool_calls_json
 
 
 def main(args=None):

@@ -14,6 +14,8 @@ from typing import Callable, Dict, List, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from .tool_calls import mask_strings
+
 # Used when a GGUF carries no chat template (logged by the engine).
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -39,15 +41,24 @@ class ChatPrompt:
         self._bos_text = bos_token
         self._add_bos = add_bos
 
-    def render(self, messages: Sequence[Dict[str, str]]) -> str:
+    def render(self, messages: Sequence[Dict[str, str]], tools=None) -> str:
         """The prompt as text (for logs and debugging)."""
-        return self._formatter(messages=[dict(m) for m in messages]).prompt
+        kwargs = {'tools': tools} if tools else {}
+        return self._formatter(messages=[dict(m) for m in messages], **kwargs).prompt
 
-    def tokens(self, messages: Sequence[Dict[str, str]], tokenize: Tokenize) -> List[int]:
+    def tokens(self, messages: Sequence[Dict[str, str]], tokenize: Tokenize,
+               tools=None) -> List[int]:
+        """Token ids of the rendered conversation. ``tools`` (OpenAI tool declarations) are
+        handed to a template that renders them; every string in them is plain text too."""
         contents = [_PRIVATE.sub('', m['content']) for m in messages]
         masked = [{'role': m['role'], 'content': f'{_OPEN}{i}{_CLOSE}'}
                   for i, m in enumerate(messages)]
-        rendered = self._formatter(messages=masked).prompt
+        kwargs = {}
+        if tools:
+            masked_tools, texts = mask_strings(tools, len(contents), _OPEN, _CLOSE)
+            contents += [_PRIVATE.sub('', t) for t in texts]
+            kwargs['tools'] = masked_tools
+        rendered = self._formatter(messages=masked, **kwargs).prompt
         ids: List[int] = []
         add_bos = self._add_bos and not (self._bos_text and rendered.startswith(self._bos_text))
         pos = 0

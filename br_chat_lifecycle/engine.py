@@ -35,8 +35,9 @@ import llama_cpp
 
 from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
 from .model_loading import ModelConfig, ModelInfo, ModelLoadError, load  # noqa: F401
-from .sampling import SamplingParams, make_sampler  # noqa: F401 (re-exported)
+from .sampling import Sampler, SamplingParams  # noqa: F401 (re-exported)
 from .session_cache import SavedSequence, SessionCache, model_identity
+from .tool_calls import template_supports_tools
 from .slots import (  # noqa: F401 (re-exported)
     Generation, GenerationRequest, GenerationResult, Slot, common_prefix)
 
@@ -67,6 +68,7 @@ class LlamaEngine:
             if not template:
                 template, source = CHATML_TEMPLATE, 'built-in ChatML (GGUF has no template)'
             self.chat_template = template
+            self.supports_tools = template_supports_tools(template)
             bos, eos = self._model.token_bos(), self._model.token_eos()
             self._prompt = ChatPrompt(
                 template, bos_token=self._model.token_get_text(bos) if bos >= 0 else '',
@@ -116,9 +118,10 @@ class LlamaEngine:
             raise RuntimeError('LlamaEngine is closed: the model was released by close()')
         return self._model.tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
 
-    def prompt_tokens(self, messages: Sequence[Dict[str, str]]) -> List[int]:
-        """Token ids of the templated conversation, ending with the assistant header."""
-        return self._prompt.tokens(messages, self._tokenize)
+    def prompt_tokens(self, messages: Sequence[Dict[str, str]], tools=None) -> List[int]:
+        """Token ids of the templated conversation, ending with the assistant header.
+        ``tools``: OpenAI tool declarations for a template that renders them itself."""
+        return self._prompt.tokens(messages, self._tokenize, tools)
 
     @property
     def n_ctx(self) -> int:
@@ -267,7 +270,7 @@ class LlamaEngine:
             self.restored[gen.restored_from] += 1
         gen.remaining = list(req.tokens[prefix:])
         try:
-            gen.sampler = make_sampler(self._model, req.sampling, req.grammar)
+            gen.sampler = Sampler(self._model, req.sampling, req.grammar)
         except ValueError as e:
             self._finish(gen, 'error', str(e))
             return
@@ -408,7 +411,7 @@ class LlamaEngine:
         return piece
 
     def _sample(self, gen: Generation, index: int) -> None:
-        token = llama_cpp.llama_sampler_sample(gen.sampler.sampler, self._ctx.ctx, index)
+        token = gen.sampler.sample(self._ctx.ctx, index)
         if gen.first_token_at is None:
             gen.first_token_at = time.monotonic()
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):

@@ -176,7 +176,10 @@ class JobQueue:
                 running = self._start(job)
             except BaseException as e:  # the starter should not raise; never lose a job
                 running = False
-                self._on_error(job, e)
+                try:
+                    self._on_error(job, e)
+                except BaseException:  # noqa: B902 - the dispatcher must survive anything
+                    pass
                 job.finish()  # no-op if on_error answered it
             if not running:
                 self.done(job)

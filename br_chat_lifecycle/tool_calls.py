@@ -27,6 +27,7 @@ the mapping of ``tool`` messages for such templates, and the extraction of the b
 """
 import copy
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 import json
 import re
@@ -375,6 +376,17 @@ def tool_call_grammar(tools: Sequence[Tool], choice: str,
         max_alternatives=max(schema_limits.max_alternatives, limits.max_tools))
     body = grammars.schema_dict_to_gbnf(call_schema(chosen), where, combined_limits)
     gbnf = _wrap_calls(body, limits.max_calls, text_first=choice == 'auto')
+    grammars.check_gbnf(gbnf)
+    return gbnf
+
+
+@functools.lru_cache(maxsize=1)
+def no_call_grammar() -> str:
+    """GBNF for text that contains neither ``<tool_call>`` nor ``</tool_call>``: tool_choice
+    "none" when the conversation shows tools or tool calls (a model would imitate them)."""
+    rules = ['root ::= tool-text'] + _text_rules('tool-text', 'tool-div', 'tool-part',
+                                                 [CALL_OPEN[1:], CALL_CLOSE[1:]])
+    gbnf = '\n'.join(rules) + '\n'
     grammars.check_gbnf(gbnf)
     return gbnf
 

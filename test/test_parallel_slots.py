@@ -50,11 +50,11 @@ def test_four_goals_stream_together_and_each_gets_its_own_reply(rigs, default_mo
 
 
 def test_greedy_alone_vs_batched(rigs, default_model_path):
-    """The same greedy request alone and beside 3 others. Batched decoding computes the same
-    math in a different order (several sequences per matrix product, other kernels for other
-    batch shapes), so late tokens of a tiny model's greedy reply may differ. Guaranteed: each
-    reply is a valid, complete answer to its own prompt with its own settings; and the first
-    tokens agree (logits differ by rounding only). Printed: how much of the text agrees."""
+    """The same greedy request alone and beside 3 others gives the same reply, token for token.
+    Guaranteed because every decode step stays under n_batch=32 tokens: llama.cpp's CPU
+    kernels compute each token's row the same way whatever else is in a batch of fewer than 64
+    tokens (from 64 on, some weight types such as Q4_1/Q8_0 go through a matrix path that
+    rounds differently; measured on SmolLM2: different late tokens with 64-token chunks)."""
     rig = rigs(smol_params(default_model_path, max_tokens=48))
     question, keyword = QUESTIONS[0]
     alone = rig.chat(question, timeout=120)
@@ -63,15 +63,7 @@ def test_greedy_alone_vs_batched(rigs, default_model_path):
     batched = rig.chat(question, timeout=120)
     for fut in others:
         assert GraphClient.wait_future(fut, 120, 'a batched reply').success
-    assert batched.success and keyword in batched.response, batched
-    same = 0
-    for a, b in zip(alone.response, batched.response):
-        if a != b:
-            break
-        same += 1
-    print(f'\nalone vs batched: {same} of {len(alone.response)} characters identical '
-          f'({"identical" if alone.response == batched.response else "differ"})')
-    assert same >= min(10, len(alone.response)), (alone.response, batched.response)
+    assert batched.success and batched.response == alone.response, (alone, batched)
 
 
 def test_cancel_one_of_four_the_others_finish(rigs, default_model_path):

@@ -348,6 +348,19 @@ def test_job_queue_start_exception_finishes_the_job_and_dispatcher_survives(queu
     assert q.wait_idle(WAIT_S)
 
 
+def test_job_queue_survives_an_on_error_that_raises(queue_factory):
+    def start(job):
+        raise ValueError('kaput')
+
+    def on_error(job, e):
+        raise RuntimeError('the error handler fails too')
+
+    q = queue_factory(start, max_running=1, max_waiting=4, on_error=on_error)
+    jobs = [q.submit(Job(i)) for i in range(3)]
+    assert all(j.done.wait(WAIT_S) for j in jobs)   # answered (None), dispatcher alive
+    assert q.wait_idle(WAIT_S)
+
+
 def test_job_queue_close_answers_waiting_jobs_then_refuses(queue_factory):
     st = Starter()
     st.gate.clear()
