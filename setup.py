@@ -20,7 +20,9 @@ setup(
     maintainer_email='dev@br-chat-lifecycle.invalid',
     description='Lifecycle-managed local LLM chat node (llama.cpp) for ROS 2',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    extras_require={
+        'test': ['pytest', 'ament-flake8', 'ament-pep257', 'jsonschema', 'PyYAML', 'gguf'],
+    },
     entry_points={
         'console_scripts': [
             'chat_node = br_chat_lifecycle.chat_node:main',

@@ -283,14 +283,14 @@ def test_response_to_json_handles_bytes_arrays_and_non_finite_floats():
 
 # ============================================================================ grammar
 def _grammar(schema) -> str:
-    from br_chat_lifecycle.engine import LlamaEngine
-    return LlamaEngine.json_grammar(json.dumps(schema))
+    from br_chat_lifecycle.grammars import json_grammar
+    return json_grammar(json.dumps(schema))
 
 
 @pytest.mark.parametrize('cls', [SetBool.Request, Trigger.Request, Command, DiagnosticStatus],
                          ids=['SetBool', 'Trigger', 'ToolTestCommand', 'DiagnosticStatus'])
 def test_grammar_safe_schemas_become_small_grammars_llama_cpp_parses(cls):
-    from br_chat_lifecycle.engine import _nesting, check_gbnf
+    from br_chat_lifecycle.grammars import _nesting, check_gbnf
     safe = _grammar(message_schema(cls, grammar_safe=True))
     check_gbnf(safe)                                     # llama.cpp's own GBNF parser
     print(f'{cls.__name__}: grammar-safe GBNF {len(safe)} chars, nesting {_nesting(safe)}')
