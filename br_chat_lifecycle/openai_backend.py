@@ -377,6 +377,8 @@ class OpenAIEngine:
             error = (('the connection to the server at {} broke mid-stream' if run.chunks
                       else 'cannot reach the server at {}').format(self.url)
                      + f': {self._exception_text(e)}')
+        except ValueError as e:  # JSON that does not parse, a chunk of the wrong shape
+            error = f'the server at {self.url} sent a malformed stream: {type(e).__name__}: {e}'
         except Exception as e:  # never leave a request without an answer
             error = f'{type(e).__name__}: {e}'
         self._finish(run, reason, self._scrub(error))
