@@ -45,6 +45,7 @@ Threading: ``start``/``wake``/``prompt_tokens``/``close`` may be called from any
 ``on_text`` and ``on_done`` run on the event-loop thread (keep them short).
 """
 import asyncio
+import concurrent.futures
 import math
 import os
 import re
@@ -68,10 +69,14 @@ TEMPLATE_TOKENS_PER_MESSAGE = 6
 TEMPLATE_TOKENS_REPLY = 3
 TOKENS_PER_BYTE_GUESS = 0.35
 ESTIMATE_MARGIN = 1.1
+CHECK_TIMEOUT_S = 30.0    # longest wait for GET /models at configure (after connecting)
 POLL_S = 0.05             # how often running requests' should_stop is polled
 ERROR_BODY_CHARS = 600    # how much of an HTTP error body goes into an error text
 PLACEHOLDER_KEY = 'EMPTY'
 
+# httpx errors (by name: they are httpx's or httpx2's, depending on the openai version) of a
+# connection that broke before the reply began
+STALE_CONNECTION_ERRORS = {'ReadError', 'WriteError', 'RemoteProtocolError'}
 FINISH_REASONS = {'stop': 'stop', 'length': 'length'}  # others (tool_calls...) -> 'stop'
 
 
@@ -154,8 +159,13 @@ class OpenAIEngine:
         self._slots = None
         self._client = None
         started = time.monotonic()
+        check_s = self._check_timeout()
         try:
-            self._call(self._open(), config.connect_timeout_s + config.request_timeout_s + 5)
+            self._call(self._open(), 2 * (config.connect_timeout_s + check_s) + 5)
+        except concurrent.futures.TimeoutError:
+            self._stop_loop()
+            raise BackendError(f'no answer from the server at {self.url} within '
+                               f'{check_s:g} s') from None
         except BaseException:
             self._stop_loop()
             raise
@@ -178,14 +188,22 @@ class OpenAIEngine:
             timeout=openai.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s))
         self._server_n_ctx = None
         try:
-            models = await self._client.models.list()
+            models = await self._client.models.list(timeout=openai.Timeout(
+                self._check_timeout(), connect=cfg.connect_timeout_s))
+            ids = [str(m.id) for m in models.data]
         except openai.APIStatusError as e:
             raise BackendError(f'the server at {self.url} answered GET /models with '
                                f'{self._status_text(e)}') from None
+        except openai.APITimeoutError as e:
+            raise BackendError(f'no answer from the server at {self.url} within '
+                               f'{self._timeout_name(e, self._check_timeout())}') from None
         except openai.APIError as e:
             raise BackendError(f'cannot reach the server at {self.url}: '
                                f'{self._exception_text(e)}') from None
-        ids = [m.id for m in models.data]
+        except Exception as e:  # an answer that is not a model list (not an OpenAI API)
+            raise BackendError(f'the server at {self.url} gave no model list for GET /models '
+                               f'({type(e).__name__}: {self._scrub(str(e))[:200]}); is '
+                               'base_url its OpenAI API root (usually ending in /v1)?') from None
         match = [m for m in models.data if m.id == cfg.model or m.id == cfg.model + ':latest']
         if not match:
             shown = ', '.join(repr(i) for i in ids[:20]) or 'nothing'
@@ -195,11 +213,11 @@ class OpenAIEngine:
         if isinstance(extra.get('max_model_len'), int):       # vLLM
             self._server_n_ctx = extra['max_model_len']
             if self._server_n_ctx < cfg.n_ctx:
-                self._log('warn', f'n_ctx={cfg.n_ctx} but {cfg.model!r} on {self.url} has '
+                self._say('warn', f'n_ctx={cfg.n_ctx} but {cfg.model!r} on {self.url} has '
                                   f'max_model_len={self._server_n_ctx}: long prompts will be '
                                   'refused by the server; lower n_ctx')
         self._counter = await self._detect_counter()
-        self._log('info', f'{self.url}: serving {cfg.model!r}; prompt sizes '
+        self._say('info', f'{self.url}: serving {cfg.model!r}; prompt sizes '
                           + ({'vllm': 'counted by the server (POST /tokenize)',
                               'llama.cpp': 'counted by the server (POST /apply-template, '
                                            '/tokenize)'}.get(self._counter,
@@ -249,7 +267,7 @@ class OpenAIEngine:
                                         self.config.connect_timeout_s * 2 + 1)
             except Exception as e:  # counting is an optimisation: estimate instead
                 self._counter = ''
-                self._log('warn', f'{self.url}: counting prompt tokens failed '
+                self._say('warn', f'{self.url}: counting prompt tokens failed '
                                   f'({self._scrub(str(e))}); estimating them from now on')
         return [0] * self._estimate(messages)
 
@@ -325,7 +343,8 @@ class OpenAIEngine:
         self.start(GenerationRequest(tokens=self.prompt_tokens(messages), sampling=sampling,
                                      on_text=on_text, should_stop=should_stop,
                                      on_done=on_done, messages=list(messages)))
-        done.wait(timeout)
+        if not done.wait(timeout):
+            raise TimeoutError(f'no reply within {timeout} s')
         return out[0]
 
     def wake(self) -> None:
@@ -390,10 +409,20 @@ class OpenAIEngine:
         """
         name = run.request.response_format
         styles = self._format_styles.get(name, [None])
+        retried = False
         while True:
             style = styles[0] if styles else None
             try:
                 return await self._stream(run, style)
+            except openai.APIConnectionError as e:
+                # A kept-alive connection the server had closed (it does so after a failed
+                # stream): nothing was sent back, so the request is sent once more on a new
+                # connection. A server that is down fails to connect and is not retried.
+                if retried or run.chunks or not self._stale_connection(e):
+                    raise
+                retried = True
+                self._say('info', f'{self.url}: the server had closed a kept-alive '
+                                  f'connection ({self._exception_text(e)}); sending again')
             except openai.APIStatusError as e:
                 refused = (style is not None and len(styles) > 1 and e.status_code in (
                     400, 422, 500) and 'response_format' in self._body_text(e))
@@ -401,7 +430,7 @@ class OpenAIEngine:
                     raise
                 if styles and styles[0] == style:  # another request may have moved on
                     styles.pop(0)
-                self._log('warn', f'{self.url} refused response_format {style!r} '
+                self._say('warn', f'{self.url} refused response_format {style!r} '
                                   f'({self._status_text(e)[:200]}); using '
                                   f'{styles[0] or "none (replies validated afterwards)"!r}')
 
@@ -467,7 +496,7 @@ class OpenAIEngine:
             try:
                 run.emit(run.stream.finish())
             except Exception as e:  # a failing on_text must not stop the engine
-                self._log('error', f'on_text failed: {type(e).__name__}: {e}')
+                self._say('error', f'on_text failed: {type(e).__name__}: {e}')
         else:
             self.last_error = error
         usage = run.usage
@@ -492,9 +521,15 @@ class OpenAIEngine:
             try:
                 req.on_done(result)
             except Exception as e:
-                self._log('error', f'on_done failed: {type(e).__name__}: {e}')
+                self._say('error', f'on_done failed: {type(e).__name__}: {e}')
 
     # ================================================================ error texts
+    def _say(self, level: str, message: str) -> None:
+        try:  # a failing logger must not leave a request unanswered
+            self._log(level, message)
+        except Exception:
+            pass
+
     def _scrub(self, text: str) -> str:
         if self._secret:
             text = text.replace(self._secret, '***')
@@ -515,18 +550,40 @@ class OpenAIEngine:
             body = body[:ERROR_BODY_CHARS] + '...'
         return self._scrub(f'HTTP {e.status_code}: {body}')
 
+    @staticmethod
+    def _causes(e: BaseException) -> List[BaseException]:
+        chain = []
+        while e is not None and len(chain) < 8:
+            chain.append(e)
+            e = e.__cause__ or e.__context__
+        return chain
+
+    def _stale_connection(self, e: BaseException) -> bool:
+        """Tell whether ``e`` broke an open connection before any reply (not a connect)."""
+        if isinstance(e, openai.APITimeoutError):
+            return False
+        names = {type(c).__name__ for c in self._causes(e)}
+        return bool(names & STALE_CONNECTION_ERRORS) and not any('Connect' in n for n in names)
+
     def _exception_text(self, e: BaseException) -> str:
         cause = e.__cause__ or e.__context__
         text = str(e)
-        if cause is not None and str(cause):
-            text = f'{text} ({type(cause).__name__}: {cause})'
+        if cause is not None:
+            text += f' ({type(cause).__name__}: {cause})' if str(cause) else \
+                f' ({type(cause).__name__})'
         return self._scrub(text)
 
-    def _timeout_name(self, e: BaseException) -> str:
+    def _timeout_name(self, e: BaseException, read_s: Optional[float] = None) -> str:
         cause = type(e.__cause__ or e.__context__).__name__
         if 'Connect' in cause or 'Pool' in cause:
             return f'connect_timeout_s={self.config.connect_timeout_s:g} s'
+        if read_s is not None:
+            return f'{read_s:g} s'
         return f'request_timeout_s={self.config.request_timeout_s:g} s'
+
+    def _check_timeout(self) -> float:
+        """Seconds configure waits for GET /models (a lifecycle transition must not hang)."""
+        return min(self.config.request_timeout_s, CHECK_TIMEOUT_S)
 
     # ================================================================ teardown
     def close(self, save=None, timeout: float = 10.0) -> bool:
@@ -541,7 +598,7 @@ class OpenAIEngine:
         try:
             self._call(self._shutdown(), timeout)
         except Exception as e:
-            self._log('warn', f'{self.url}: closing the connections: '
+            self._say('warn', f'{self.url}: closing the connections: '
                               f'{self._scrub(str(e)) or type(e).__name__}')
         return self._stop_loop(timeout)
 
