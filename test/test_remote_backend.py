@@ -167,6 +167,11 @@ def test_service_and_action_through_the_server(rig, server, mgraph):
     assert_streamed_completely(goal, result)
     assert 0 < result.time_to_first_token_s <= result.latency_s
 
+    goal = rig.goal('Describe a robot in three sentences.', stream_unit='sentence')
+    status, result = goal.result(timeout=WAIT_S)     # sentence streaming is the node's
+    assert status == 'succeeded' and result.success, result.error
+    assert_streamed_completely(goal, result)
+
     snap = rig.stats(since=0, predicate=lambda s: s['requests_ok'] >= 2, timeout=20)
     assert (snap['backend'], snap['base_url'], snap['model']) == ('openai', server.url, 'smol')
     assert snap['ttft_last_s'] > 0 and snap['generation_last_tps'] > 0
