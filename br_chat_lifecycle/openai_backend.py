@@ -163,11 +163,11 @@ class OpenAIEngine:
         try:
             self._call(self._open(), 2 * (config.connect_timeout_s + check_s) + 5)
         except concurrent.futures.TimeoutError:
-            self._stop_loop()
+            self.close(timeout=5.0)
             raise BackendError(f'no answer from the server at {self.url} within '
                                f'{check_s:g} s') from None
         except BaseException:
-            self._stop_loop()
+            self.close(timeout=5.0)
             raise
         self.info = ModelInfo(
             path=config.model, file_size_bytes=0, load_time_s=time.monotonic() - started,
@@ -178,7 +178,12 @@ class OpenAIEngine:
     # ================================================================ setup
     def _call(self, coro, timeout: float):
         """Run ``coro`` on the event loop and wait for its result (from another thread)."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()   # the coroutine stops at its next await
+            raise
 
     async def _open(self) -> None:
         cfg = self.config
