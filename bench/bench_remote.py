@@ -11,6 +11,9 @@ default SmolLM2 model, started here on localhost) and two ways of getting a stre
           the concurrency phase, its service; rclpy clients in this process.
 
 Same messages and sampling on both paths (greedy: temperature 0, repeat_penalty 1, seed 42).
+The server runs on CPU 0, the node and the clients on the other CPU(s) (``--no-pin`` to
+share them): on a 2-core machine the node's own CPU use would otherwise slow the server
+itself, which a real deployment (server on a GPU machine) does not have.
 The server keeps the last request's tokens in its KV cache, so each pair (and each concurrent
 batch, whose 8 clients send one prompt) is preceded by an unmeasured 1-token request with its
 prompt: both paths then find the prompt cached alike, whichever goes first.
@@ -19,7 +22,10 @@ the noisy shared VM hits both alike; each figure is the median of per-pair value
 
   added TTFT     node TTFT - direct TTFT (client side: goal sent -> first feedback, vs request
                  sent -> first text chunk). Target <= 20 ms.
-  tokens/s       node / direct, completion tokens / (first text -> end of reply). >= 97 %.
+  tokens/s       node / direct, streaming rate: the tokens after the first over the time
+                 from the first to the last piece of text (chunk, or feedback). >= 97 %.
+                 End-to-end latency (request -> complete reply, the node's including its
+                 result message) is reported beside it.
   8 concurrent   aggregate tokens/s of 8 simultaneous clients through the node / of 8
                  simultaneous direct streams. >= 90 %. (llama-cpp-python's server generates
                  one request at a time: this measures what the node adds under concurrency,
@@ -81,8 +87,11 @@ def median(values):
     return statistics.median(values) if values else float('nan')
 
 
-def _tps(tokens, first, end):
-    return tokens / (end - first) if first is not None and end > first and tokens > 1 else None
+def _tps(tokens, first, last):
+    """Streaming rate: the tokens after the first one over first text -> last text."""
+    if first is None or last is None or last <= first or tokens < 2:
+        return None
+    return (tokens - 1) / (last - first)
 
 
 class Direct:
@@ -104,7 +113,7 @@ class Direct:
     def chat(self, prompt, max_tokens=None) -> dict:
         s = SAMPLING
         t0 = time.monotonic()
-        first, chunks, parts = None, 0, []
+        first, last, chunks, parts = None, None, 0, []
         stream = self._client().chat.completions.create(
             model='smol', messages=[{'role': 'user', 'content': prompt}], stream=True,
             max_tokens=max_tokens or self.max_tokens, temperature=s['temperature'],
@@ -114,13 +123,14 @@ class Direct:
         for chunk in stream:
             for choice in chunk.choices[:1]:
                 if choice.delta and choice.delta.content:
+                    last = time.monotonic()
                     if first is None:
-                        first = time.monotonic()
+                        first = last
                     chunks += 1
                     parts.append(choice.delta.content)
         end = time.monotonic()
         return dict(ttft_s=first - t0 if first else None, tokens=chunks,
-                    tps=_tps(chunks, first, end), e2e_s=end - t0, text=''.join(parts))
+                    tps=_tps(chunks, first, last), e2e_s=end - t0, text=''.join(parts))
 
 
 class Node:
@@ -149,7 +159,7 @@ class Node:
     def _on_feedback(self, msg):
         now = time.monotonic()
         with self._lock:
-            self._first.setdefault(bytes(msg.goal_id.uuid), now)
+            self._first.setdefault(bytes(msg.goal_id.uuid), [now, now])[1] = now
 
     @staticmethod
     def _wait(future, timeout=600.0):
@@ -171,9 +181,9 @@ class Node:
         if not r.success:
             raise RuntimeError(f'goal failed: {r.error}')
         with self._lock:
-            first = self._first.pop(bytes(gid.uuid), None)
+            first, last = self._first.pop(bytes(gid.uuid), (None, None))
         return dict(ttft_s=first - t0 if first else None, tokens=r.completion_tokens,
-                    tps=_tps(r.completion_tokens, first, end), e2e_s=end - t0,
+                    tps=_tps(r.completion_tokens, first, last), e2e_s=end - t0,
                     text=r.response, node_ttft_s=r.time_to_first_token_s)
 
     def chat(self, prompt) -> dict:
@@ -221,14 +231,22 @@ def main(argv=None) -> int:
     ap.add_argument('--max-tokens', type=int, default=128)
     ap.add_argument('--server-threads', type=int, default=1,
                     help="llama_cpp.server's n_threads (the other core runs node and client)")
+    ap.add_argument('--no-pin', action='store_true',
+                    help='do not pin the server to CPU 0 and node and clients to the others')
     args = ap.parse_args(argv)
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cpus) >= 2
     prompts = PROMPTS[:2] if args.quick else PROMPTS
     rounds = 1 if args.quick else args.rounds
     conc_rounds = 1 if args.quick else args.rounds
     max_tokens = 32 if args.quick else args.max_tokens
     load_start = os.getloadavg()
     log(f'load average {load_start}; starting llama_cpp.server with {args.model}')
+    if pin:  # child processes inherit the affinity of this process when they start
+        os.sched_setaffinity(0, cpus[:1])
     server = LlamaServer(args.model, n_threads=args.server_threads)
+    if pin:
+        os.sched_setaffinity(0, cpus[1:])
     graph = GraphClient()
     node = None
     try:
@@ -285,7 +303,10 @@ def main(argv=None) -> int:
     print(f'## Remote backend: node vs direct ({len(pairs)} pairs, max_tokens {max_tokens}, '
           f'{CLIENTS} concurrent clients x {len(conc)} rounds)\n')
     print(f'Server: llama_cpp.server (llama-cpp-python), model {Path(args.model).name}, '
-          f'n_threads {args.server_threads}, on localhost. Client library: openai '
+          f'n_threads {args.server_threads}, on localhost'
+          + (f', pinned to CPU {cpus[0]}; node and clients on CPU(s) '
+             f'{",".join(map(str, cpus[1:]))} (as if the server were another machine)'
+             if pin else ', not pinned') + '. Client library: openai '
           f'{openai.__version__}. Load average (1/5/15 min) at start '
           f'{"/".join(f"{x:.2f}" for x in load_start)}, at end '
           f'{"/".join(f"{x:.2f}" for x in load_end)} ({os.cpu_count()} CPUs).\n')
@@ -299,6 +320,9 @@ def main(argv=None) -> int:
     print(f'| Generation tokens/s | {median(p["direct"]["tps"] for p in pairs):.1f} | '
           f'{median(p["node"]["tps"] for p in pairs):.1f} | {tps_ratio * 100:.1f} % | >= '
           f'{TARGET_TPS_RATIO * 100:.0f} % | {ok(tps_ratio >= TARGET_TPS_RATIO)} |')
+    e2e = median(p['node']['e2e_s'] / p['direct']['e2e_s'] for p in pairs)
+    print(f'| End-to-end latency | {median(p["direct"]["e2e_s"] for p in pairs):.3f} s | '
+          f'{median(p["node"]["e2e_s"] for p in pairs):.3f} s | {e2e * 100:.1f} % | | |')
     print(f'| {CLIENTS} concurrent clients, aggregate tokens/s | '
           f'{median(c["direct"]["tps"] for c in conc):.1f} | '
           f'{median(c["node"]["tps"] for c in conc):.1f} | {conc_ratio * 100:.1f} % | >= '
