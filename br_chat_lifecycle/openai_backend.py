@@ -77,6 +77,7 @@ PLACEHOLDER_KEY = 'EMPTY'
 # httpx errors (by name: they are httpx's or httpx2's, depending on the openai version) of a
 # connection that broke before the reply began
 STALE_CONNECTION_ERRORS = {'ReadError', 'WriteError', 'RemoteProtocolError'}
+CONNECT_ERRORS = {'ConnectError', 'ConnectTimeout'}   # no connection at all: not retried
 FINISH_REASONS = {'stop': 'stop', 'length': 'length'}  # others (tool_calls...) -> 'stop'
 
 
@@ -568,7 +569,7 @@ class OpenAIEngine:
         if isinstance(e, openai.APITimeoutError):
             return False
         names = {type(c).__name__ for c in self._causes(e)}
-        return bool(names & STALE_CONNECTION_ERRORS) and not any('Connect' in n for n in names)
+        return bool(names & STALE_CONNECTION_ERRORS) and not names & CONNECT_ERRORS
 
     def _exception_text(self, e: BaseException) -> str:
         cause = e.__cause__ or e.__context__

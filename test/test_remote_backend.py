@@ -401,3 +401,17 @@ def test_vendor_clients_unchanged(server):
     finally:
         node.stop()
         graph.close()
+
+
+# ============================================================================ benchmark
+@pytest.mark.slow
+def test_bench_remote_quick_runs(default_model_path):
+    """bench/bench_remote.py --quick runs end to end and prints its table (numbers are not
+    checked: they depend on the machine and its load)."""
+    import subprocess
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(repo / 'bench' / 'bench_remote.py'), '--quick',
+                           '--model', default_model_path], cwd=str(repo), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}'
+    assert '| Metric | direct | node | per-pair median | Target | Met |' in proc.stdout
