@@ -33,8 +33,9 @@ Structured output: ``response_format`` ``{"type": "json_schema", "json_schema": 
 OpenAI form: vLLM, llama.cpp's server, Ollama); a server that refuses that form (HTTP error
 naming response_format: llama-cpp-python's server) gets ``{"type": "json_object", "schema":
 ...}`` instead, then nothing; ChatCore validates every reply against the schema anyway. JSON
-mode sends ``{"type": "json_object"}``; a GBNF grammar goes as ``grammar`` (llama.cpp-based
-servers only; others ignore it).
+mode sends ``{"type": "json_object"}``; a GBNF grammar (a grammar_file, or the tool-call grammar
+of a request with tools_json) goes as ``grammar`` (llama.cpp-based servers only; others ignore
+it, and ChatCore still checks the reply).
 
 Secrets: the API key is read from the environment variable named by ``api_key_env``; it, and
 any credentials written into ``base_url``, are removed from every error and log text
@@ -128,6 +129,10 @@ class OpenAIEngine:
     """ChatCore's engine, generating on an OpenAI-compatible server (see the module text)."""
 
     backend = 'openai'
+    # Tools (tools_json) are declared in a system message and the reply is constrained by the
+    # call grammar where the server accepts ``grammar`` (llama.cpp-based servers); ChatCore
+    # parses and validates the calls in any case. (The server's own tool-call API is not used.)
+    supports_tools = False
 
     def __init__(self, config: RemoteConfig, cache: Optional[SessionCache] = None,
                  log: Callable[[str, str], None] = lambda level, msg: None):
@@ -261,11 +266,11 @@ class OpenAIEngine:
     def n_parallel(self) -> int:
         return self.config.n_parallel
 
-    def prompt_tokens(self, messages: Sequence[Dict[str, str]]) -> List[int]:
+    def prompt_tokens(self, messages: Sequence[Dict[str, str]], tools=None) -> List[int]:
         """Return a list as long as the templated conversation is in tokens.
 
         Counted by the server when it can, else estimated; the ids are all 0 (this backend
-        sends the messages, not tokens).
+        sends the messages, not tokens). ``tools`` is always None here (``supports_tools``).
         """
         if self._counter:
             try:
@@ -458,8 +463,8 @@ class OpenAIEngine:
         elif style == 'json_object':
             args['response_format'] = ({'type': 'json_object', 'schema': schema}
                                        if schema is not None else {'type': 'json_object'})
-        elif style == 'grammar' and req.grammar:
-            extra['grammar'] = req.grammar
+        elif req.grammar and style not in ('json_schema', 'json_object'):
+            extra['grammar'] = req.grammar   # a grammar_file, or tool calls (text format)
         args['extra_body'] = extra
         return args
 

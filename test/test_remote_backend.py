@@ -245,6 +245,29 @@ def test_structured_output_json_schema(rig):
     assert isinstance(json.loads(reply.response), dict)
 
 
+def test_tool_calls_and_per_request_options(rig, proxied_rig, proxy):
+    """tools_json: the tools go in a system message, the call grammar as ``grammar`` (which
+    llama-cpp-python's server applies): the calls are valid under their schemas."""
+    from test_tool_calls import ROBOT_TOOLS, ROBOT_TOOLS_JSON
+    schemas = {t['function']['name']: t['function'].get('parameters', {}) for t in ROBOT_TOOLS}
+    reply = rig.chat('Turn on the kitchen light.', tools_json=ROBOT_TOOLS_JSON,
+                     tool_choice='required', max_tokens=200, timeout=WAIT_S)
+    assert reply.success and reply.finish_reason == 'tool_calls', reply.error
+    calls = json.loads(reply.tool_calls_json)
+    assert calls
+    for call in calls:
+        jsonschema.validate(call['arguments'], schemas[call['name']])
+    # per-request options reach the server (the proxied node's defaults differ)
+    reply = proxied_rig.chat('Say hi.', max_tokens=7, temperature=0.5, top_k=5, seed=7,
+                             stop=['!'], system_prompt='Be brief.', timeout=WAIT_S)
+    assert reply.success, reply.error
+    body = proxy.chat_bodies()[-1]
+    assert (body['max_tokens'], body['temperature'], body['top_k'], body['seed']) == \
+        (7, 0.5, 5, 7)
+    assert body['stop'] == ['###', '!']
+    assert body['messages'][0] == {'role': 'system', 'content': 'Be brief.'}
+
+
 def test_server_error_reaches_the_client(rig, server):
     """A prompt larger than the server's context (2048; the node assumes 8192): the server
     fails the generation inside its stream and ends the stream without a finish_reason."""
