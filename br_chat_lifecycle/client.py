@@ -48,24 +48,23 @@ Hand-written because rclpy offers the parts (service and action clients, futures
 bounded blocking call for a node that another thread spins, nor a way to receive every feedback
 message of a goal; this module is those waits plus our interfaces' names, QoS and fields.
 """
+from dataclasses import dataclass, field
 import json
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
+import uuid
 
+from action_msgs.msg import GoalStatus
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from action_msgs.msg import GoalStatus
 from std_msgs.msg import String
 from unique_identifier_msgs.msg import UUID
-
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
 
 from .lifecycle_client import ACTIVATE, CONFIGURE, LifecycleClient, TRANSITIONS
 
@@ -90,13 +89,13 @@ _GOAL_FIELDS = frozenset(LLMChatAction.Goal.get_fields_and_field_types())
 
 
 def make_service_client(node, service: str, callback_group=None):
-    """An rclpy client of the LLMChat service ``service`` with SERVICE_QOS."""
+    """Create an rclpy client of the LLMChat service ``service`` with SERVICE_QOS."""
     return node.create_client(LLMChat, service, qos_profile=SERVICE_QOS,
                               callback_group=callback_group)
 
 
 def make_action_client(node, action: str, callback_group=None) -> ActionClient:
-    """An rclpy ActionClient of LLMChatAction ``action`` with SERVICE_QOS and FEEDBACK_QOS."""
+    """Create an ActionClient of LLMChatAction ``action`` (SERVICE_QOS, FEEDBACK_QOS)."""
     return ActionClient(node, LLMChatAction, action, callback_group=callback_group,
                         goal_service_qos_profile=SERVICE_QOS,
                         result_service_qos_profile=SERVICE_QOS,
@@ -154,9 +153,12 @@ def _fields(kind, allowed, fields: dict):
 
 @dataclass
 class GoalOutcome:
-    """How a goal ended: ``status`` ('succeeded', 'aborted', 'canceled' or the status code as
-    text), the ``result`` message, the ``partials`` received, and whether they concatenate to
-    ``result.response`` (``feedback_complete``)."""
+    """How a goal ended.
+
+    ``status`` ('succeeded', 'aborted', 'canceled' or the status code as text), the ``result``
+    message, the ``partials`` received, and whether they concatenate to ``result.response``
+    (``feedback_complete``).
+    """
 
     status: str
     result: object
@@ -189,7 +191,7 @@ class FeedbackTap:
             self._goals.pop(goal.key, None)
 
     def connected(self) -> bool:
-        """True once a feedback publisher (the node's action server) is matched."""
+        """Return True once a feedback publisher (the node's action server) is matched."""
         count = getattr(self.subscription, 'get_publisher_count', None)
         if count is not None:
             return count() > 0
@@ -261,8 +263,11 @@ class ChatGoal:
 
     # -- calls --------------------------------------------------------------------------------
     def accepted(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the goal response (at most ``timeout``, default wait_timeout); True if
-        accepted. The result is requested at once, so it arrives as soon as the goal ends."""
+        """Wait for the goal response (at most ``timeout``, default wait_timeout).
+
+        Returns True if the goal was accepted. The result is then requested at once, so it
+        arrives as soon as the goal ends.
+        """
         if self.handle is None:
             handle = self._wait(self._send_future,
                                 self.wait_timeout if timeout is None else timeout,
@@ -358,8 +363,10 @@ class StatsWatch:
 
     def wait(self, predicate=lambda s: True, timeout: float = 10.0,
              since: Optional[float] = None) -> dict:
-        """The newest snapshot received after ``since`` (default: now) that satisfies
-        ``predicate``; ChatTimeout if none comes within ``timeout`` s."""
+        """Return the newest snapshot received after ``since`` that satisfies ``predicate``.
+
+        ``since`` defaults to now. Raises ChatTimeout if none comes within ``timeout`` s.
+        """
         since = time.monotonic() if since is None else since
         deadline = time.monotonic() + timeout
         with self._new:
@@ -461,8 +468,10 @@ class ChatClient:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def lifecycle(self, managed_node: str, **kwargs) -> LifecycleClient:
-        """The LifecycleClient for ``managed_node`` (made once; kwargs: its options, e.g.
-        ``transition_timeout``, only used when it is made)."""
+        """Return the LifecycleClient for ``managed_node`` (made once).
+
+        kwargs: its options, e.g. ``transition_timeout``, used only when it is made.
+        """
         with self._lock:
             if managed_node not in self._lifecycle:
                 kwargs.setdefault('service_wait_timeout', self.wait_timeout)
@@ -471,8 +480,11 @@ class ChatClient:
             return self._lifecycle[managed_node]
 
     def transition(self, managed_node: str, transition: str) -> str:
-        """Perform 'configure', 'activate', 'deactivate' or 'cleanup' and verify it; return
-        the new state label. Raises lifecycle_client.LifecycleError (naming node and reason)."""
+        """Perform 'configure', 'activate', 'deactivate' or 'cleanup' and verify it.
+
+        Returns the new state label. Raises lifecycle_client.LifecycleError (naming the node
+        and the reason).
+        """
         if transition not in TRANSITION_IDS:
             raise ValueError(f'transition {transition!r} is not one of '
                              f'{sorted(TRANSITION_IDS)} (use lifecycle(name) for shutdown)')
@@ -485,7 +497,7 @@ class ChatClient:
 
     # -- service ------------------------------------------------------------------------------
     def service_client(self, service: Optional[str] = None):
-        """The rclpy client of chat_service ``service`` (made once, KEEP_ALL QoS)."""
+        """Return the rclpy client of chat_service ``service`` (made once, KEEP_ALL QoS)."""
         service = service or self.service
         with self._lock:
             if service not in self._services:
@@ -503,8 +515,10 @@ class ChatClient:
 
     def chat_async(self, prompt: str = '', *, service: Optional[str] = None,
                    wait: Optional[float] = None, **fields):
-        """Send one LLMChat request (after waiting up to ``wait`` s for the service); return
-        the rclpy future of the response."""
+        """Send one LLMChat request; return the rclpy future of the response.
+
+        Waits up to ``wait`` s (default wait_timeout) for the service first.
+        """
         request = _fields(LLMChat.Request, _REQUEST_FIELDS, dict(fields, prompt=prompt))
         self.wait_for_service(service, wait)
         return self.service_client(service).call_async(request)
@@ -527,7 +541,7 @@ class ChatClient:
 
     # -- action -------------------------------------------------------------------------------
     def action_client(self, action: Optional[str] = None) -> ActionClient:
-        """The rclpy ActionClient of chat_action ``action`` (made once, KEEP_ALL services)."""
+        """Return the ActionClient of chat_action ``action`` (made once, KEEP_ALL services)."""
         action = action or self.action
         with self._lock:
             if action not in self._actions:
@@ -535,7 +549,7 @@ class ChatClient:
             return self._actions[action]
 
     def feedback_tap(self, action: Optional[str] = None) -> FeedbackTap:
-        """The exact-feedback subscription of ``action`` (made once)."""
+        """Return the exact-feedback subscription of ``action`` (made once)."""
         action = action or self.action
         with self._lock:
             if action not in self._taps:
@@ -582,11 +596,11 @@ class ChatClient:
 
     # -- sessions and stats -------------------------------------------------------------------
     def session(self, session_id: Optional[str] = None) -> Session:
-        """A Session (a new random id when none is given)."""
+        """Return a Session (a new random id when none is given)."""
         return Session(self, session_id)
 
     def stats(self, node_name: str) -> StatsWatch:
-        """The StatsWatch of ``node_name``'s ~/stats topic (subscribed once)."""
+        """Return the StatsWatch of ``node_name``'s ~/stats topic (subscribed once)."""
         with self._lock:
             if node_name not in self._stats:
                 self._stats[node_name] = StatsWatch(self.node, node_name)

@@ -10,8 +10,8 @@
 Light on purpose (``os`` and the ament index only), so launch files can import it.
 """
 import os
-import stat
 from pathlib import Path
+import stat
 from typing import List, Optional
 
 PACKAGE = 'br_chat_lifecycle'
@@ -19,7 +19,7 @@ SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / 'config'
 
 
 def share_directory() -> Optional[str]:
-    """The package's installed share directory, or None (not installed / no ament index)."""
+    """Return the installed share directory, or None (not installed / no ament index)."""
     try:
         from ament_index_python.packages import get_package_share_directory
         return get_package_share_directory(PACKAGE)

@@ -10,8 +10,6 @@ does, asks one question through ``chat_service`` and one through the streaming
 takes the node down (deactivate, cleanup, shutdown) and stops the process.
 """
 import argparse
-import signal
-import subprocess
 import sys
 import time
 
@@ -19,6 +17,7 @@ from .client import ChatClient, ChatClientError
 from .config_paths import package_config_file
 from .lifecycle_client import (ACTIVATE, CLEANUP, CONFIGURE, DEACTIVATE, LifecycleError,
                                UNCONFIGURED_SHUTDOWN)
+from .node_process import NodeProcess
 from .settings import default_model_path
 
 TRANSITIONS = {'configure': CONFIGURE, 'activate': ACTIVATE, 'deactivate': DEACTIVATE,
@@ -75,11 +74,9 @@ def main(argv=None) -> int:
     model = args.model or default_model_path()
     name = 'chat_node'
     print(f'model: {model or "(not found!)"}\nparams: {args.params_file}')
-    cmd = [sys.executable, '-m', 'br_chat_lifecycle.chat_node', '--ros-args',
-           '-r', f'__node:={name}', '--params-file', args.params_file,
-           '-p', f'model_path:={model}']
-    print('$ ' + ' '.join(cmd[:3]) + ' ' + ' '.join(cmd[3:]))
-    proc = subprocess.Popen(cmd)
+    proc = NodeProcess(name=name, params_file=args.params_file, log=False,
+                       extra_args=['-p', f'model_path:={model}'])
+    print('$ ' + ' '.join(proc.cmd))
     demo = Demo(name)
     code = 0
     try:
@@ -98,11 +95,7 @@ def main(argv=None) -> int:
         code = 1
     finally:
         demo.client.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.stop()
     return code
 
 

@@ -1,35 +1,28 @@
 """Test harness for the chat node: run it as a real process, talk to it over a real graph.
 
-  ChatNodeProcess  starts ``python -m br_chat_lifecycle.chat_node`` with a params YAML file,
-                   keeps its log, reads its RSS/threads from /proc, stops or kills it.
+  ChatNodeProcess  br_chat_lifecycle.node_process.NodeProcess: ``python -m
+                   br_chat_lifecycle.chat_node`` with a params YAML file, its log, RSS/threads
+                   from /proc, stop (SIGINT) or kill.
   GraphClient      br_chat_lifecycle.client.ChatClient (own Context, MultiThreadedExecutor in
                    a thread: lifecycle, chat_service, chat_action, sessions, ~/stats) plus what
                    tests need on top: errors as AssertionError, the vendor-style calls with a
                    service/action name, any other service client, and /diagnostics.
 Every wait is bounded; a timeout raises AssertionError.
 """
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
 from pathlib import Path
+import time
 from typing import Dict, List, Optional
-
-import yaml
-
-from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
-
-from ros_helpers import wait_until  # noqa: F401 (re-exported: the tests' one wait_until)
+import uuid
 
 from br_chat_lifecycle import client as chat_client
 from br_chat_lifecycle.lifecycle_client import LifecycleError
+from br_chat_lifecycle.node_process import NodeProcess
+from diagnostic_msgs.msg import DiagnosticArray
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+from ros_helpers import wait_until  # noqa: F401 (re-exported: the tests' one wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +37,6 @@ TRANSITIONS = {
 }
 STATUS = chat_client.STATUS_NAMES
 _ERRORS = (chat_client.ChatClientError, LifecycleError)
-
-
-def _proc_field(pid: int, field: str) -> int:
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
@@ -72,56 +57,11 @@ def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int =
     raise AssertionError(f'no reply to {what} after {attempts} attempts of {per_try} s')
 
 
-class ChatNodeProcess:
+class ChatNodeProcess(NodeProcess):
+    """The node process, started in the repository root, its output in a log file."""
 
     def __init__(self, params: Dict, name: Optional[str] = None, extra_args=()):
-        self.name = name or f'chat_node_{uuid.uuid4().hex[:6]}'
-        self._dir = tempfile.mkdtemp(prefix='chat_node_')
-        self.params_file = os.path.join(self._dir, 'params.yaml')
-        with open(self.params_file, 'w') as f:
-            yaml.safe_dump({self.name: {'ros__parameters': dict(params)}}, f,
-                           allow_unicode=True)
-        self.log_path = os.path.join(self._dir, 'node.log')
-        self._log = open(self.log_path, 'w')
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'br_chat_lifecycle.chat_node', '--ros-args',
-             '-r', f'__node:={self.name}', '--params-file', self.params_file, *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_mb(self) -> float:
-        return _proc_field(self.pid, 'VmRSS') / 1024.0
-
-    def threads(self) -> int:
-        return _proc_field(self.pid, 'Threads')
-
-    def log_text(self) -> str:
-        self._log.flush()
-        with open(self.log_path, errors='replace') as f:
-            return f.read()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(5)
+        super().__init__(params, name=name, extra_args=extra_args, cwd=str(REPO_ROOT))
 
 
 class GraphClient(chat_client.ChatClient):

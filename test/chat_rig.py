@@ -11,14 +11,12 @@ Endpoint on another participant.
 import time
 import uuid
 
+from br_chat_lifecycle import client as chat_client
 from chat_harness import ChatNodeProcess, GraphClient, wait_until
-
-from rclpy.parameter import Parameter
-from rcl_interfaces.srv import SetParameters
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
-
-from br_chat_lifecycle import client as chat_client
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 
 
 class Rig:

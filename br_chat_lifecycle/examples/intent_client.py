@@ -26,7 +26,7 @@ DEFAULT_SCHEMA = 'config/robot_command.schema.json'
 
 
 def load_schema(path: str):
-    """(resolved path, schema text, parsed schema); raises ValueError with the reason."""
+    """Return (resolved path, schema text, parsed schema); raise ValueError with the reason."""
     resolved = resolve_config_file(path, 'schema file')
     try:
         with open(resolved, encoding='utf-8') as f:
