@@ -592,7 +592,8 @@ def render(cfg, s):
         f'## br_chat_lifecycle benchmark ({cfg["mode"]})',
         '',
         f'Model `{os.path.basename(cfg["model"])}`, {cfg["cpus"]} CPUs, n_threads '
-        f'{cfg["n_threads"]}, n_ctx {cfg["n_ctx"]}, n_parallel {cfg["n_parallel"]}, greedy, '
+        f'{cfg["n_threads"]}, n_ctx {cfg["n_ctx"]}, n_batch {cfg["n_batch"]}, n_parallel '
+        f'{cfg["n_parallel"]}, greedy, '
         f'max_tokens {cfg["max_tokens"]}, seed {cfg["seed"]}, feedback_min_interval_s '
         f'{cfg["feedback_interval_s"]}; {cfg["n_prompts"]} prompts x {cfg["rounds"]} rounds. '
         f'Medians; [min-max, n] of per-pair ratios. Load average at start '
@@ -700,6 +701,8 @@ def main(argv=None):
     ap.add_argument('--prompts', type=int, default=None, help='default 5 (quick: 2)')
     ap.add_argument('--n-ctx', type=int, default=2048)
     ap.add_argument('--n-parallel', type=int, default=4)
+    ap.add_argument('--n-batch', type=int, default=settings.BY_NAME['n_batch'].default,
+                    help="llama.cpp batch of the node and the raw path (default: the node's)")
     ap.add_argument('--n-threads', type=int, default=0,
                     help="0 = the node's default (half the cores, at least 1; also "
                          "llama-cpp-python's own default)")
@@ -723,7 +726,7 @@ def main(argv=None):
         ap.error(f'unknown phase(s) {unknown}; known: {", ".join(PHASES)}')
     quick = args.quick
     cfg = dict(
-        mode='quick' if quick else 'full', model=model, n_ctx=args.n_ctx,
+        mode='quick' if quick else 'full', model=model, n_ctx=args.n_ctx, n_batch=args.n_batch,
         n_parallel=args.n_parallel, phases=phases,
         n_threads=args.n_threads or max(1, (os.cpu_count() or 1) // 2), cpus=os.cpu_count(),
         seed=args.seed, feedback_interval_s=args.feedback_interval,
@@ -736,13 +739,14 @@ def main(argv=None):
         ceiling_steps=16 if quick else 64,
         busy_rounds=args.rounds or (1 if quick else 4),
         sessions=2 if quick else 8, session_turns=2 if quick else 3,
-        memory_cache_mb=2 if quick else 32, memory_max_sessions=4 if quick else 24,
+        memory_cache_mb=8 if quick else 32, memory_max_sessions=4 if quick else 24,
         memory_n_parallel=1 if quick else args.n_parallel,
         memory_cycles=2 if quick else 20,
         loadavg_start=loadavg(),
         python=platform.python_version(), llama_cpp_python=llama_cpp.__version__,
     )
-    base = {'model_path': model, 'n_ctx': cfg['n_ctx'], 'n_threads': cfg['n_threads'],
+    base = {'model_path': model, 'n_ctx': cfg['n_ctx'], 'n_batch': cfg['n_batch'],
+            'n_threads': cfg['n_threads'],
             'max_tokens': cfg['max_tokens'], 'temperature': 0.0, 'top_k': 40, 'top_p': 0.9,
             'min_p': 0.05, 'repeat_penalty': 1.0, 'seed': cfg['seed'], 'max_queue': 16,
             'feedback_min_interval_s': float(args.feedback_interval)}
@@ -751,7 +755,7 @@ def main(argv=None):
     memory_dir = tempfile.mkdtemp(prefix='bench_memory_')
     client = ChatClient(name=f'bench_client_{uuid.uuid4().hex[:6]}', wait_timeout=30.0,
                         timeout=900.0)
-    raw = Raw(model, cfg['n_ctx'], cfg['n_threads'])
+    raw = Raw(model, cfg['n_ctx'], cfg['n_threads'], cfg['n_batch'])
     results = {}
     node = cold = ceiling = None
     rc = None

@@ -30,7 +30,8 @@ class Raw:
 
     def __init__(self, model, n_ctx, n_threads, n_batch=512):
         self.kwargs = dict(model_path=model, n_ctx=n_ctx, n_batch=n_batch,
-                           n_ubatch=min(n_batch, 512), n_threads=n_threads,
+                           n_ubatch=min(n_batch, 512),
+                           n_threads=n_threads,
                            n_threads_batch=n_threads, verbose=False)
         self.llm = None
 

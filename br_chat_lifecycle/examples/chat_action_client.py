@@ -5,11 +5,13 @@ Prints the reply as it is generated. Ctrl-C cancels the goal on the node (genera
 within a token or two) and prints what was generated so far.
 
   chat_action_client "Tell me about robots" [--session s1] [--reset]
+  chat_action_client --stream-unit sentence --max-tokens 64 "Tell me about robots"
 """
 import argparse
 import sys
 
 from br_chat_lifecycle.client import ChatClient, ChatClientError, NotAvailable
+from br_chat_lifecycle.examples.chat_client import add_request_options, request_options
 
 
 def main(argv=None):
@@ -20,6 +22,9 @@ def main(argv=None):
     parser.add_argument('--session', default='')
     parser.add_argument('--reset', action='store_true')
     parser.add_argument('--timeout', type=float, default=300.0, help='seconds for the reply')
+    parser.add_argument('--stream-unit', default='', choices=['', 'token', 'sentence'],
+                        help='feedback per token piece (default) or per sentence')
+    add_request_options(parser)
     args, ros_args = parser.parse_known_args(argv)
 
     # exact_feedback: every partial is printed, also those arriving after the result
@@ -29,7 +34,8 @@ def main(argv=None):
     code = 0
     try:
         goal = client.send_goal(' '.join(args.prompt), session_id=args.session,
-                                reset_session=args.reset,
+                                reset_session=args.reset, stream_unit=args.stream_unit,
+                                **request_options(args),
                                 feedback=lambda text: print(text, end='', flush=True))
         outcome = goal.result()
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ Better than the vendor's example: shows errors and finish reasons, keeps a sessi
 timeout, and without a prompt argument runs an interactive multi-turn chat.
 
   chat_client "What is ROS 2?"
+  chat_client --max-tokens 32 --temperature 0 "Name three robots."
   chat_client --session kitchen-robot            # interactive; 'reset' clears the session
 """
 import argparse
@@ -12,6 +13,18 @@ import sys
 import uuid
 
 from br_chat_lifecycle.client import ChatClient, ChatTimeout, NotAvailable
+
+
+def add_request_options(parser):
+    """Add the per-request generation options (0 / negative: the node's value)."""
+    parser.add_argument('--max-tokens', type=int, default=0, help='cap on reply tokens')
+    parser.add_argument('--temperature', type=float, default=-1.0, help='0 = greedy')
+    parser.add_argument('--system-prompt', default='', help="instead of the node's")
+
+
+def request_options(args) -> dict:
+    return dict(max_tokens=args.max_tokens, temperature=args.temperature,
+                system_prompt=args.system_prompt)
 
 
 def main(argv=None):
@@ -23,6 +36,7 @@ def main(argv=None):
                         help='session id for multi-turn memory (interactive default: random)')
     parser.add_argument('--reset', action='store_true', help='clear the session first')
     parser.add_argument('--timeout', type=float, default=300.0, help='seconds per reply')
+    add_request_options(parser)
     args, ros_args = parser.parse_known_args(argv)
 
     client = ChatClient(service=args.service, name='chat_client', args=ros_args,
@@ -42,7 +56,8 @@ def main(argv=None):
             if prompt.strip() == 'reset' and not args.prompt:
                 prompt, reset = '', True
             try:
-                result = client.chat(prompt, session_id=session, reset_session=reset)
+                result = client.chat(prompt, session_id=session, reset_session=reset,
+                                     **request_options(args))
             except ChatTimeout:
                 print(f'error: no reply within {args.timeout} s', file=sys.stderr)
                 code = 1
