@@ -25,7 +25,7 @@ so drifting background load hits both alike; every target uses the median of per
 printed with its spread (min-max) and the load average.
 
 Usage (from the repo root, after `source env.sh`):
-    python bench/bench_chat.py                     # full run (~10-15 min on 2 cores)
+    python bench/bench_chat.py                     # full run (~8 min on 2 cores, SmolLM2)
     python bench/bench_chat.py --quick             # reduced smoke run (< 1 minute)
     python bench/bench_chat.py --model gemma       # the Gemma 3 270M GGUF (bench/get_gemma.py)
     python bench/bench_chat.py --model other.gguf --phases latency,concurrency --rounds 5
@@ -685,10 +685,11 @@ def render(cfg, s):
 
 # ============================================================================ main
 def resolve_model(value):
+    """(GGUF path, chat template: '' = the model's own)."""
     if value == 'gemma':
-        from get_gemma import gemma_path
-        return gemma_path()
-    return value
+        from get_gemma import GEMMA3_TEMPLATE, gemma_path
+        return gemma_path(), GEMMA3_TEMPLATE
+    return value, ''
 
 
 def main(argv=None):
@@ -715,7 +716,7 @@ def main(argv=None):
     ap.add_argument('--out', default=str(REPO / 'bench' / 'results'))
     args = ap.parse_args(argv)
     try:
-        model = resolve_model(args.model)
+        model, chat_template = resolve_model(args.model)
     except (RuntimeError, ValueError, OSError) as e:
         ap.error(str(e))
     if not model or not os.path.isfile(model):
@@ -727,7 +728,7 @@ def main(argv=None):
     quick = args.quick
     cfg = dict(
         mode='quick' if quick else 'full', model=model, n_ctx=args.n_ctx, n_batch=args.n_batch,
-        n_parallel=args.n_parallel, phases=phases,
+        n_parallel=args.n_parallel, phases=phases, chat_template=chat_template,
         n_threads=args.n_threads or max(1, (os.cpu_count() or 1) // 2), cpus=os.cpu_count(),
         seed=args.seed, feedback_interval_s=args.feedback_interval,
         max_tokens=args.max_tokens or (32 if quick else 128),
@@ -750,12 +751,14 @@ def main(argv=None):
             'max_tokens': cfg['max_tokens'], 'temperature': 0.0, 'top_k': 40, 'top_p': 0.9,
             'min_p': 0.05, 'repeat_penalty': 1.0, 'seed': cfg['seed'], 'max_queue': 16,
             'feedback_min_interval_s': float(args.feedback_interval)}
+    if chat_template:
+        base['chat_template'] = chat_template
     t_start = time.monotonic()
     session_dir = tempfile.mkdtemp(prefix='bench_sessions_')
     memory_dir = tempfile.mkdtemp(prefix='bench_memory_')
     client = ChatClient(name=f'bench_client_{uuid.uuid4().hex[:6]}', wait_timeout=30.0,
                         timeout=900.0)
-    raw = Raw(model, cfg['n_ctx'], cfg['n_threads'], cfg['n_batch'])
+    raw = Raw(model, cfg['n_ctx'], cfg['n_threads'], cfg['n_batch'], chat_template)
     results = {}
     node = cold = ceiling = None
     rc = None

