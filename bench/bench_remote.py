@@ -47,21 +47,19 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / 'test')]
+sys.path.insert(0, str(REPO))
+# remote_servers.LlamaServer (llama_cpp.server as a child process) is shared with
+# test_remote_backend.py; nothing else of test/ is used
+sys.path.append(str(REPO / 'test'))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ['PYTHONPATH'] = os.pathsep.join(
     [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
 import openai  # noqa: E402
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from unique_identifier_msgs.msg import UUID  # noqa: E402
-from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
-from jobot_ai_msgs.srv import LLMChat  # noqa: E402
-
+from br_chat_lifecycle.client import ChatClient, wait_future  # noqa: E402
+from br_chat_lifecycle.node_process import NodeProcess  # noqa: E402
 from br_chat_lifecycle.settings import default_model_path  # noqa: E402
-from chat_harness import ChatNodeProcess, GraphClient  # noqa: E402
 from remote_servers import LlamaServer  # noqa: E402
 
 PROMPTS = [
@@ -134,68 +132,46 @@ class Direct:
 
 
 class Node:
-    """The chat node (backend openai) as a subprocess, with an action and a service client."""
+    """The chat node (backend openai) as a subprocess, called through a ChatClient."""
 
-    def __init__(self, graph, url, max_tokens):
+    def __init__(self, client: ChatClient, url, max_tokens):
         uid = uuid.uuid4().hex[:8]
-        self.graph = graph
+        self.client = client
         self.service, self.action = f'bench_chat_{uid}', f'bench_action_{uid}'
-        self.proc = ChatNodeProcess(dict(
+        self.proc = NodeProcess(dict(
             backend='openai', base_url=url, model='smol', max_tokens=max_tokens,
             n_parallel=CLIENTS, max_queue=16, chat_service_name=self.service,
-            chat_action_name=self.action, **SAMPLING), name=f'bench_remote_{uid}')
+            chat_action_name=self.action, **SAMPLING), name=f'bench_remote_{uid}',
+            cwd=str(REPO))
         self.name = self.proc.name
-        node = graph.node
-        self._lock = threading.Lock()
-        self._first = {}
-        self.srv = node.create_client(LLMChat, self.service)
-        self.act = ActionClient(
-            node, LLMChatAction, self.action, feedback_sub_qos_profile=QoSProfile(
-                depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        graph.bring_up(self.name)
-        assert self.srv.wait_for_service(timeout_sec=30) and self.act.wait_for_server(
-            timeout_sec=30), 'node servers not available'
-
-    def _on_feedback(self, msg):
-        now = time.monotonic()
-        with self._lock:
-            self._first.setdefault(bytes(msg.goal_id.uuid), [now, now])[1] = now
-
-    @staticmethod
-    def _wait(future, timeout=600.0):
-        done = threading.Event()
-        stamp = []
-        future.add_done_callback(lambda f: (stamp.append(time.monotonic()), done.set()))
-        if not done.wait(timeout):
-            raise TimeoutError('no reply')
-        return future.result(), stamp[0]
+        client.lifecycle(self.name, transition_timeout=300.0)
+        client.bring_up(self.name)
+        client.wait_for_service(self.service, timeout=30.0)
+        client.wait_for_action(self.action, timeout=30.0)
 
     def goal(self, prompt) -> dict:
-        gid = UUID(uuid=list(uuid.uuid4().bytes))
-        t0 = time.monotonic()
-        handle, _ = self._wait(self.act.send_goal_async(
-            LLMChatAction.Goal(prompt=prompt), feedback_callback=self._on_feedback,
-            goal_uuid=gid))
-        res, end = self._wait(handle.get_result_async())
-        r = res.result
+        goal = self.client.send_goal(prompt, action=self.action, timeout=600.0)
+        r = goal.result().result
         if not r.success:
             raise RuntimeError(f'goal failed: {r.error}')
-        with self._lock:
-            first, last = self._first.pop(bytes(gid.uuid), (None, None))
-        return dict(ttft_s=first - t0 if first else None, tokens=r.completion_tokens,
-                    tps=_tps(r.completion_tokens, first, last), e2e_s=end - t0,
+        first, last = goal.first_feedback_at, goal.last_feedback_at
+        end = goal.result_at or time.monotonic()
+        return dict(ttft_s=first - goal.sent_at if first else None, tokens=r.completion_tokens,
+                    tps=_tps(r.completion_tokens, first, last), e2e_s=end - goal.sent_at,
                     text=r.response, node_ttft_s=r.time_to_first_token_s)
 
     def chat(self, prompt) -> dict:
+        stamp = []
         t0 = time.monotonic()
-        r, end = self._wait(self.srv.call_async(LLMChat.Request(prompt=prompt)))
+        future = self.client.chat_async(prompt, service=self.service)
+        future.add_done_callback(lambda _f: stamp.append(time.monotonic()))
+        r = wait_future(future, 600.0, f'{self.service} reply')
         if not r.success:
             raise RuntimeError(f'service failed: {r.error}')
-        return dict(tokens=r.completion_tokens, e2e_s=end - t0, text=r.response)
+        return dict(tokens=r.completion_tokens, e2e_s=(stamp or [time.monotonic()])[0] - t0,
+                    text=r.response)
 
     def close(self):
-        self.graph.node.destroy_client(self.srv)
-        self.act.destroy()
         return self.proc.stop()
 
 
@@ -247,10 +223,10 @@ def main(argv=None) -> int:
     server = LlamaServer(args.model, n_threads=args.server_threads)
     if pin:
         os.sched_setaffinity(0, cpus[1:])
-    graph = GraphClient()
+    client = ChatClient(name=f'bench_remote_client_{uuid.uuid4().hex[:6]}', wait_timeout=30.0)
     node = None
     try:
-        node = Node(graph, server.url, max_tokens)
+        node = Node(client, server.url, max_tokens)
         direct = Direct(server.url, max_tokens)
         log('warm-up')
         direct.chat(PROMPTS[0])
@@ -287,7 +263,7 @@ def main(argv=None) -> int:
     finally:
         if node is not None:
             node.close()
-        graph.close()
+        client.close()
         server.stop()
     load_end = os.getloadavg()
 

@@ -212,7 +212,8 @@ class ChatGoal:
 
     Created by ``ChatClient.send_goal`` (or directly, with an ActionClient and optionally a
     FeedbackTap that receives this goal's feedback instead of the ActionClient's callback).
-    Times (``time.monotonic()``): ``sent_at``, ``first_feedback_at``, ``result_at``.
+    Times (``time.monotonic()``): ``sent_at``, ``first_feedback_at``, ``last_feedback_at``,
+    ``result_at``.
     """
 
     def __init__(self, action_client, goal_msg, feedback: Optional[Callable[[str], None]] = None,
@@ -232,6 +233,7 @@ class ChatGoal:
         self.handle = None
         self._result_future = None
         self.first_feedback_at: Optional[float] = None
+        self.last_feedback_at: Optional[float] = None
         self.result_at: Optional[float] = None
         if tap is not None:
             tap.register(self)
@@ -245,8 +247,9 @@ class ChatGoal:
         self._on_feedback(msg.feedback.partial)
 
     def _on_feedback(self, text: str) -> None:
+        self.last_feedback_at = time.monotonic()
         if self.first_feedback_at is None:
-            self.first_feedback_at = time.monotonic()
+            self.first_feedback_at = self.last_feedback_at
         self._partials.append(text)
         self._first.set()
         if self._user_feedback is not None:
