@@ -27,7 +27,16 @@ KEYS = (  # (key in the status, key in the snapshot, format)
     ('queue_depth', 'queue_depth', '{}'),
     ('max_queue', 'max_queue', '{}'),
     ('generating', 'generating', '{}'),
-    ('active_sessions', 'active_sessions', '{}'),
+    ('slots_busy', 'slots_busy', '{}'),                 # generations running now
+    ('slots_total', 'slots_total', '{}'),               # n_parallel
+    ('active_sessions', 'active_sessions', '{}'),       # conversations the node keeps
+    ('sessions_in_slots', 'sessions_in_slots', '{}'),   # ... with their KV cache in a slot
+    ('sessions_in_ram', 'sessions_in_ram', '{}'),       # ... in the RAM cache
+    ('sessions_on_disk', 'sessions_on_disk', '{}'),     # ... in session_dir
+    ('session_cache_mb', 'session_cache_mb', '{:.1f}'),
+    ('prompt_cache_ratio', 'prompt_cache_ratio', '{:.3f}'),  # prompt tokens from the cache
+    ('sessions_restored_ram', 'sessions_restored_ram', '{}'),
+    ('sessions_restored_disk', 'sessions_restored_disk', '{}'),
     ('latency_last_s', 'latency_last_s', '{:.3f}'),
     ('latency_mean_s', 'latency_mean_s', '{:.3f}'),
     ('latency_p95_s', 'latency_p95_s', '{:.3f}'),

@@ -42,7 +42,6 @@ from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import rss_mb, trim_heap
-from .openai_backend import BackendError, OpenAIEngine, RemoteConfig
 from .remote_url import public_url
 from .session_cache import SessionCache, SessionDisk
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
@@ -148,7 +147,7 @@ class ChatNode(LifecycleNode):
         cache = SessionCache(int(values['session_cache_mb'] * 2**20))
         try:
             engine = self._make_engine(values, cache)
-        except (ModelLoadError, BackendError) as e:
+        except ModelLoadError as e:
             return self._configure_failed(str(e))
         try:
             formats = FormatResolver(values['response_format'], values['json_schema_file'],
@@ -189,7 +188,7 @@ class ChatNode(LifecycleNode):
         self._updater.setHardwareID(info.path.rsplit('/', 1)[-1])
         self.configure_error = ''
         self.lifecycle_state = 'inactive'
-        if isinstance(engine, OpenAIEngine):
+        if engine.backend == 'openai':
             loaded = (f'backend openai: model {info.path!r} at {engine.url} (checked in '
                       f'{info.load_time_s:.2f} s); up to n_parallel={info.n_parallel} requests '
                       f'in flight, n_ctx={info.n_ctx}')
@@ -208,9 +207,17 @@ class ChatNode(LifecycleNode):
         return SUCCESS
 
     def _make_engine(self, values: dict, cache: SessionCache):
-        """Create the generation backend: llama.cpp here, or an OpenAI-compatible server."""
+        """Create the generation backend: llama.cpp here, or an OpenAI-compatible server.
+
+        The remote backend's module (and its HTTP client library) is imported only when it
+        is used: a robot running the local model does not need the ``openai`` package.
+        """
         if values['backend'] == 'openai':
-            return OpenAIEngine(settings.build(RemoteConfig, values), cache, self._log)
+            from .openai_backend import BackendError, OpenAIEngine, RemoteConfig
+            try:
+                return OpenAIEngine(settings.build(RemoteConfig, values), cache, self._log)
+            except BackendError as e:
+                raise ModelLoadError(str(e)) from e
         return LlamaEngine(settings.build(ModelConfig, values), cache, self._log)
 
     def _warn_if_name_taken(self) -> None:
@@ -479,7 +486,7 @@ class ChatNode(LifecycleNode):
     # ================================================================ diagnostics
     def snapshot(self) -> dict:
         core, engine = self._core, self._engine
-        if isinstance(engine, OpenAIEngine):
+        if engine is not None and engine.backend == 'openai':
             backend = ('openai', engine.url, engine.config.model)
         elif engine is not None:
             backend = ('local', '', '')

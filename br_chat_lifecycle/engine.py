@@ -50,6 +50,9 @@ PROMPT_TPS_GUESS = 100.0
 
 
 class LlamaEngine:
+    """llama.cpp in this process: parallel slots, continuous batching, warm sessions."""
+
+    backend = 'local'
 
     def __init__(self, config: ModelConfig, cache: Optional[SessionCache] = None,
                  log: Callable[[str, str], None] = lambda level, msg: None):
