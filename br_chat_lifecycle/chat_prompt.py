@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Chat-template rendering with injection-safe tokenization.
 
 The model's own chat template (GGUF metadata ``tokenizer.chat_template``) is rendered with

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """diagnostic_updater, or a small stand-in for it when it is not installed.
 
 Why this module exists

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """A small nav2-style lifecycle manager for ANY standard ROS 2 lifecycle node (plain rclpy).
 
 It drives an ordered list of lifecycle nodes through their transitions with the standard

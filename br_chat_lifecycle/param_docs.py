@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """config/br_chat.yaml and README's parameter table, generated from settings.PARAMS.
 
 The parameter table in settings.py is the one source: ``python -m

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Knowing when a reply has been handed to rclpy, and when a cancel request has been processed.
 
 rclpy has no public hook for either, and the node needs both:

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Request counters and rolling latency/throughput statistics (thread-safe, no ROS).
 
 Units are fixed and part of the interface (diagnostics values and the ~/stats topic):

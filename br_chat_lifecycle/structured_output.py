@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
 
 Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Turns a stream of token byte-pieces into text pieces that are safe to publish.
 
 Two things make naive streaming wrong:

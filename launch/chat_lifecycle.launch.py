@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Start the chat lifecycle node and the lifecycle manager that brings it up.
 
     ros2 launch br_chat_lifecycle chat_lifecycle.launch.py model_path:=/models/qwen.gguf

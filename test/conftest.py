@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Shared pytest setup for br_chat_lifecycle.
 
 Runs before any test module is imported, hence before anything imports rclpy:

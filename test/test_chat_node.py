@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """The lifecycle chat node as a real process on a real ROS 2 graph (issue "The lifecycle chat
 node"): lifecycle round trip, failed configure, service and action answers (also through the
 vendor's example clients, run verbatim), cancel, deactivate mid-stream, sessions, context

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """br_chat_lifecycle.diagnostics_compat: the stand-in Updater on a real rclpy graph.
 
 The CompatUpdater is tested directly (so this also runs where the real diagnostic_updater is

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """The llama.cpp engine on its own (no ROS), with the real SmolLM2-135M-Instruct GGUF and the
 tiny random-weight GGUF (test/tiny_gguf.py: never emits EOS, random bytes as output).
 

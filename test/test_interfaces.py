@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Round trips through the generated jobot_ai_msgs interfaces with real rclpy (no model).
 
 One service server + client (LLMChat) and one action server + client (LLMChatAction, streamed

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Static and (where launch_ros exists) dynamic checks of launch/*.launch.py.
 
 (a) Runs everywhere: parses each launch file (AST, nothing imported) and checks that every

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """br_chat_lifecycle.lifecycle_manager against real lifecycle nodes on a real ROS 2 graph.
 
 The managed nodes are test/lifecycle_test_node.py processes (plain standard lifecycle nodes);

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Reliability suite: load, fault injection, bad input and soak against the REAL node.
 
 Every test starts ``python -m br_chat_lifecycle.chat_node`` as a subprocess (ChatNodeProcess)

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Structured output / instruction understanding (issue "instruction understanding"):
 robot commands as schema-valid JSON, per-request formats, GBNF grammars, bad schema/grammar
 files, truncated JSON, JSON streaming, and the intent_client example.

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Tests for the tiny random-weight GGUF test model (test/tiny_gguf.py)."""
 
 import os

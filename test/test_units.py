@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Pure-python units of br_chat_lifecycle (no ROS, no model): text_stream, sessions,
 job_queue, and settings vs config/br_chat.yaml.
 

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Write a tiny random-weight GGUF chat model for fast unit tests.
 
 The model is a real ``llama``-architecture GGUF (2 layers, n_embd 64, F32
