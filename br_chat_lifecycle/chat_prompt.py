@@ -19,9 +19,9 @@ from .tool_calls import mask_strings
 
 # Used when a GGUF carries no chat template (logged by the engine).
 CHATML_TEMPLATE = (
-    "{% for message in messages %}"
+    '{% for message in messages %}'
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}"
+    '{% endfor %}'
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 

@@ -78,7 +78,7 @@ def test_trigger_empty_request():
     v.validate({})
     assert not v.is_valid({'anything': 1})
     assert isinstance(json_to_message(Trigger.Request, {}), Trigger.Request)
-    with pytest.raises(ArgumentError, match=r"anything: unknown field \(fields: none\)"):
+    with pytest.raises(ArgumentError, match=r'anything: unknown field \(fields: none\)'):
         json_to_message(Trigger.Request, {'anything': 1})
     assert message_to_json(Trigger.Request()) == {}
     assert message_to_json(Trigger.Response(success=True, message='ok')) == {

@@ -453,7 +453,7 @@ def test_bad_schema_files_fail_configure_then_the_fixed_param_configures(intent_
     _configure_fails(node, str(bad_files['not_json']), 'json_schema_file', 'not valid JSON')
     node.set(json_schema_file=str(bad_files['bad_schema']))
     _configure_fails(node, str(bad_files['bad_schema']), 'invalid JSON schema',
-                     "5 is not valid")
+                     '5 is not valid')
     node.set(json_schema_file='no/such/schema.json')
     _configure_fails(node, 'no/such/schema.json', 'not found')
     # The value from br_chat_intent.yaml (relative: share directory, then the node's cwd).

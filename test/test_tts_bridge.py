@@ -352,7 +352,7 @@ def test_chat_action_unavailable_is_a_clear_error():
 
 @pytest.mark.parametrize('params, message', [
     ({'tts_service_type': 'jobot_ai_msgs/srv/NoSuchType'}, 'tts_service_type'),
-    ({'tts_service_type': 'std_srvs/srv/Trigger'}, "tts_text_field: std_srvs/srv/Trigger "
+    ({'tts_service_type': 'std_srvs/srv/Trigger'}, 'tts_text_field: std_srvs/srv/Trigger '
                                                    "request has no string field 'text'"),
     ({'tts_text_field': 'message'}, "no string field 'message' (string fields: ['text'])"),
     ({'tts_timeout_s': -1.0}, 'tts_timeout_s: must be a number > 0'),

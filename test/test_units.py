@@ -449,7 +449,7 @@ def test_defaults_are_valid_and_documented():
     ({'max_queue': -1}, 'max_queue: must be >= 0'),
     ({'chat_service_name': 'has space'}, 'chat_service_name: must be a non-empty ROS name'),
     ({'chat_action_name': ''}, 'chat_action_name: must be a non-empty ROS name'),
-    ({'response_format': 'xml'}, "response_format: must be one of"),
+    ({'response_format': 'xml'}, 'response_format: must be one of'),
     ({'n_ctx': 'big'}, 'n_ctx: expected int, got str'),
     ({'response_format': 'json_schema', 'json_schema_file': ''}, 'needs json_schema_file'),
     ({'response_format': 'grammar', 'grammar_file': ''}, 'needs grammar_file'),
