@@ -10,19 +10,18 @@ ROS callback thread never does more than validation. The engine's scheduler thre
 them (``_complete``). Every job gets exactly one ``ChatReply``: nothing a client sent is
 dropped silently.
 """
-import time
 from dataclasses import dataclass, field
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import request_options, tool_calls
 from .job_queue import Job, JobQueue, QueueClosed, QueueFull
 from .sampling import SamplingParams
 from .session_cache import SessionDisk, StoredSession
-from .sessions import SessionStore, session_id_error
+from .sessions import session_id_error, SessionStore
 from .slots import GenerationRequest, GenerationResult
 from .stats import ChatStats
 from .structured_output import FormatResolver, OutputFormat
-
 
 MAX_SCHEMA_CHARS = 65536  # a request's json_schema (turned into a grammar per request)
 

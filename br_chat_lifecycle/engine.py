@@ -34,12 +34,12 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import llama_cpp
 
 from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
-from .model_loading import ModelConfig, ModelInfo, ModelLoadError, load  # noqa: F401
+from .model_loading import load, ModelConfig, ModelInfo, ModelLoadError  # noqa: F401
 from .sampling import Sampler, SamplingParams  # noqa: F401 (re-exported)
-from .session_cache import SavedSequence, SessionCache, model_identity
+from .session_cache import model_identity, SavedSequence, SessionCache
+from .slots import (common_prefix, Generation, GenerationRequest,  # noqa: F401 (re-exported)
+                    GenerationResult, Slot)
 from .tool_calls import template_supports_tools
-from .slots import (  # noqa: F401 (re-exported)
-    Generation, GenerationRequest, GenerationResult, Slot, common_prefix)
 
 # Prompt evaluation chunking: target seconds per step, the smallest chunk, and the speed
 # assumed before the first measurement (tokens/s). Small chunks cost no speed on a CPU

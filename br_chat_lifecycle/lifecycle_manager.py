@@ -57,10 +57,10 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from .diagnostics_compat import ERROR, make_updater, OK, WARN
-from .lifecycle_client import (
-    ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DEACTIVATE, get_states, INACTIVE_SHUTDOWN,
-    LifecycleClient, LifecycleError, PRIMARY_STATES, resolve_node_name, ShuttingDown,
-    transition_name, UNCONFIGURED_SHUTDOWN, UNREACHABLE)
+from .lifecycle_client import (ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DEACTIVATE,
+                               get_states, INACTIVE_SHUTDOWN, LifecycleClient, LifecycleError,
+                               PRIMARY_STATES, resolve_node_name, ShuttingDown, transition_name,
+                               UNCONFIGURED_SHUTDOWN, UNREACHABLE)
 
 # Plans: current primary state -> transitions still needed. A state missing from a plan means
 # the step cannot be done from there (the sequence fails with a message saying so).

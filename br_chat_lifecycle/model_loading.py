@@ -9,9 +9,9 @@ loading: one context with ``n_seq_max = n_parallel`` sequences, each with its ow
 cells (non-unified KV cache), so every slot has the full context a client expects.
 """
 import ctypes
+from dataclasses import dataclass
 import os
 import time
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import llama_cpp

@@ -7,9 +7,9 @@ when either is out of date (so a parameter's name, default and description are w
 """
 import argparse
 import json
+from pathlib import Path
 import sys
 import textwrap
-from pathlib import Path
 
 from . import settings
 

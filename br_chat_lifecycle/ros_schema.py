@@ -51,10 +51,10 @@ Hand-written: the converters. rosidl_runtime_py (set_message_fields, message_to_
 has no PyPI wheel for the ROS 2 wheels this project installs, and its errors do not name the
 field path or the limit; the mapping above is small and shared by the schema and the converter.
 """
-import importlib
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+import importlib
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from rosidl_parser import definition as idl

@@ -14,13 +14,13 @@ when the token is rejected, and the chain picks again from what the grammar allo
 result is a token the grammar accepts, chosen by the same samplers.
 """
 import ctypes
-import os
 from dataclasses import dataclass
+import os
 from typing import Optional, Sequence
 
 import llama_cpp
-import numpy as np
 from llama_cpp import _internals
+import numpy as np
 
 PENALTY_LAST_N = 64  # tokens the repetition penalty looks back over (llama-cpp-python's)
 

@@ -40,8 +40,8 @@ must be released the moment the next character shows it is complete, and cut at 
 length); the sentence splitters of NLP libraries (nltk's punkt, pysbd, spaCy) work on whole
 texts, not increments, and would add a large dependency for this one job.
 """
-import unicodedata
 from typing import List, Optional, Tuple
+import unicodedata
 
 # Always end a sentence (with the closers that follow them).
 HARD = frozenset('。！？；!?;')

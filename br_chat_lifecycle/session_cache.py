@@ -20,12 +20,12 @@ Hand-written: no library keeps llama.cpp sequence states; the file format is our
 File: MAGIC, 8-byte little-endian header length, JSON header, int32 tokens, KV blob.
 """
 import collections
+from dataclasses import dataclass
 import hashlib
 import json
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 MAGIC = b'BRCHATSESSION1\n'

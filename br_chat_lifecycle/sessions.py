@@ -6,9 +6,9 @@ a new one would exceed it) and at most ``max_turns`` user/assistant turns per co
 (oldest dropped first). Thread-safe: the dispatcher reads histories while the engine thread
 appends replies. The KV caches of the conversations live in session_cache.py.
 """
+from collections import OrderedDict
 import re
 import threading
-from collections import OrderedDict
 from typing import List, Optional, Tuple
 
 SESSION_ID_PATTERN = re.compile(r'^[A-Za-z0-9_.:\-]{1,64}$')

@@ -8,8 +8,8 @@ request from admission to finish: the prompt tokens still to evaluate, its own s
 UTF-8-safe streaming with stop-sequence hold-back (text_stream.py), the hard token cap, and
 its timings.
 """
-import time
 from dataclasses import dataclass, field
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .sampling import SamplingParams

@@ -4,9 +4,9 @@
 Units are fixed and part of the interface (diagnostics values and the ~/stats topic):
 seconds (``*_s``), tokens per second (``*_tps``), megabytes (``*_mb``).
 """
+from collections import deque
 import statistics
 import threading
-from collections import deque
 from typing import Deque, Dict, Optional
 
 

@@ -7,10 +7,10 @@ to a request, loads/validates the files behind the node's defaults (a relative p
 up in the package's share directory, then the working directory: ``config_file_candidates``),
 and checks a finished reply.
 """
+from dataclasses import dataclass
 import json
 import os
 import stat
-from dataclasses import dataclass
 from typing import Any, List, Optional
 
 try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked

@@ -35,29 +35,27 @@ Instructions are handled one at a time, in arrival order.
 Hand-written: tool naming, the call loop and its reporting (the policy above); JSON Schema
 validation is jsonschema's, the ROS <-> JSON mapping is ros_schema's.
 """
+from dataclasses import dataclass, field
 import json
 import re
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from jobot_ai_msgs.srv import Instruct, LLMChat
 import jsonschema
-
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.validate_full_topic_name import validate_full_topic_name
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
-from jobot_ai_msgs.srv import Instruct, LLMChat
-
-from .ros_schema import (ArgumentError, UnsupportedFieldError, describe_fields,
-                         import_interface, json_to_message, message_schema, message_to_json)
+from .ros_schema import (ArgumentError, describe_fields, import_interface, json_to_message,
+                         message_schema, message_to_json, UnsupportedFieldError)
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE

@@ -27,8 +27,8 @@ the mapping of ``tool`` messages for such templates, and the extraction of the b
 """
 import copy
 import dataclasses
-import functools
 from dataclasses import dataclass, field
+import functools
 import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple

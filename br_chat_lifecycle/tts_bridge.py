@@ -49,6 +49,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from jobot_ai_msgs.action import LLMChatAction
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -56,10 +58,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from std_srvs.srv import Trigger
-
-from jobot_ai_msgs.action import LLMChatAction
 
 from .ros_schema import import_interface
 from .sentence_stream import SentenceStream

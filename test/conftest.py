@@ -10,9 +10,9 @@ Runs before any test module is imported, hence before anything imports rclpy:
 import glob
 import importlib.util
 import os
+from pathlib import Path
 import random
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -7,11 +7,10 @@ queue busy on demand) and a real subscriber; levels and messages are asserted pe
 import json
 import threading
 
-import pytest
-from diagnostic_msgs.msg import DiagnosticStatus
-from std_msgs.msg import String
-
 from chat_harness import ChatNodeProcess, GraphClient
+from diagnostic_msgs.msg import DiagnosticStatus
+import pytest
+from std_msgs.msg import String
 from tiny_gguf import write_tiny_model
 
 OK, WARN, ERROR = (bytes(DiagnosticStatus.OK), bytes(DiagnosticStatus.WARN),

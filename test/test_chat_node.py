@@ -21,22 +21,19 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.srv import GetParameters, SetParameters
-from std_msgs.msg import String
-
-from chat_harness import (REPO_ROOT, STATUS, TRANSITIONS, ChatNodeProcess, GraphClient,
-                          call_retry, wait_until)
+from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
+from br_chat_lifecycle.settings import build
+from chat_harness import (call_retry, ChatNodeProcess, GraphClient, REPO_ROOT, STATUS, TRANSITIONS,
+                          wait_until)
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
-
-from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
-from br_chat_lifecycle.settings import build
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 SHARED_VENDOR_DIR = REPO_ROOT.parent / 'shared' / 'vendor_docs'
 VENDOR_COPIES = REPO_ROOT / 'test' / 'vendor_clients'   # verbatim copies (see its README)

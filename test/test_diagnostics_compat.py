@@ -19,13 +19,12 @@ for path in (HERE, os.path.dirname(HERE)):
 pytest.importorskip('rclpy')
 pytest.importorskip('diagnostic_msgs')
 
+from br_chat_lifecycle import diagnostics_compat  # noqa: E402, I100 (after importorskip)
+from br_chat_lifecycle.diagnostics_compat import (CompatDiagnosticStatusWrapper,  # noqa: E402
+                                                  CompatUpdater, make_updater)
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from ros_helpers import RosClient, status_level, status_values, unique_name, wait_until  # noqa
-
-from br_chat_lifecycle import diagnostics_compat  # noqa: E402
-from br_chat_lifecycle.diagnostics_compat import (  # noqa: E402
-    CompatDiagnosticStatusWrapper, CompatUpdater, make_updater)
 
 
 @pytest.fixture

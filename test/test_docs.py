@@ -2,9 +2,8 @@
 """The documentation lists every parameter the node declares, with the right default."""
 from pathlib import Path
 
-import yaml
-
 from br_chat_lifecycle import settings
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

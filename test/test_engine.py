@@ -8,11 +8,10 @@ reset before those so both evaluate the prompt the same way.
 import codecs
 from typing import List
 
-import pytest
-
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
+import pytest
 
 GREEDY = dict(temperature=0.0, seed=0)
 

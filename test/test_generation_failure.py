@@ -5,10 +5,10 @@ Real engine and core (no mocks): the failure is real - the engine's model is rel
 the running core, so the next generation raises inside llama.cpp's wrapper.
 """
 from br_chat_lifecycle.chat_core import ChatCore, ChatRequest, CoreConfig, GenerationSettings
-from br_chat_lifecycle.chat_diagnostics import ERROR, OK, WARN, level_and_message
+from br_chat_lifecycle.chat_diagnostics import ERROR, level_and_message, OK, WARN
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, SamplingParams
-from br_chat_lifecycle.structured_output import FormatResolver
 from br_chat_lifecycle.settings import build
+from br_chat_lifecycle.structured_output import FormatResolver
 from tiny_gguf import write_tiny_model
 
 

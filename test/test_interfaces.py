@@ -9,16 +9,14 @@ import os
 import threading
 import time
 
+from action_msgs.msg import GoalStatus
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
 import pytest
-
 import rclpy
 from rclpy.action import ActionClient, ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
-
-from action_msgs.msg import GoalStatus
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
 
 TIMEOUT_S = 10.0
 SUFFIX = f'{os.getpid()}'  # unique names per pytest process, on top of the random domain id

@@ -21,9 +21,10 @@ for path in (HERE, os.path.dirname(HERE)):
 pytest.importorskip('rclpy')
 pytest.importorskip('lifecycle_msgs')
 
-from br_chat_lifecycle.lifecycle_client import (  # noqa: E402, I100
-    ACTIVATE, CONFIGURE, DEACTIVATE, get_states, LifecycleClient, LifecycleError, NoResponse,
-    resolve_node_name, ServiceUnavailable, ShuttingDown, TransitionFailed)
+from br_chat_lifecycle.lifecycle_client import (ACTIVATE, CONFIGURE,  # noqa: E402, I100
+                                                DEACTIVATE, get_states, LifecycleClient,
+                                                LifecycleError, NoResponse, resolve_node_name,
+                                                ServiceUnavailable, ShuttingDown, TransitionFailed)
 from ros_helpers import RosClient, start_lifecycle_test_node, unique_name, wait_until  # noqa
 
 

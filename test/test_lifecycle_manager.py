@@ -24,10 +24,10 @@ pytest.importorskip('lifecycle_msgs')
 pytest.importorskip('std_srvs')
 pytest.importorskip('diagnostic_msgs')
 
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from ros_helpers import (  # noqa: E402
-    RosClient, start_lifecycle_manager, start_lifecycle_test_node, status_level, status_values,
-    unique_name, wait_until)
+from lifecycle_msgs.msg import Transition  # noqa: E402, I100 (after importorskip)
+from ros_helpers import (RosClient, start_lifecycle_manager,  # noqa: E402
+                         start_lifecycle_test_node, status_level, status_values, unique_name,
+                         wait_until)
 
 ERROR_LEVEL = 2
 STATUS_TASK = 'Lifecycle manager'

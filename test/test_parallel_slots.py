@@ -5,11 +5,10 @@ real graph, real SmolLM2 (greedy) where the text matters, the tiny model where i
 """
 import json
 import os
+from pathlib import Path
 import sys
 import time
 import uuid
-from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -14,7 +14,9 @@ conftest.py.
 
 Run: python -m pytest test/test_reliability.py -q   (about 2-4 minutes on 2 cores)
 """
+from collections import defaultdict
 import os
+from pathlib import Path
 import select
 import shutil
 import signal
@@ -24,15 +26,13 @@ import textwrap
 import threading
 import time
 import uuid
-from collections import defaultdict
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient, wait_until  # noqa: E402
-from chat_rig import Endpoint, Goal, Rig, assert_streamed_completely, proc_threads  # noqa: E402,F401
+from chat_rig import (assert_streamed_completely, Endpoint, Goal, proc_threads,  # noqa: E402,F401
+                      Rig)
+import pytest  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 

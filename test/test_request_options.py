@@ -5,14 +5,13 @@ Real node process, real graph, SmolLM2. The node runs with its defaults (tempera
 random seed), so every request that needs determinism asks for it itself.
 """
 import json
-import sys
 from pathlib import Path
-
-import pytest
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient  # noqa: E402
+import pytest  # noqa: E402
 
 GREEDY = {'temperature': 0.0}
 

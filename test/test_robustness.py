@@ -8,24 +8,22 @@ that dies mid-stream, SIGTERM with a running and a queued request, and the small
 name). Each test runs ``chat_node`` as its own process and talks to it over a real graph.
 """
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
-
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import LLMChat  # noqa: E402
+import pytest  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 

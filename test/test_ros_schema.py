@@ -12,19 +12,16 @@ ToolTestPose (nested) and ToolTestBlob (an unsupported byte array). No ROS graph
 import copy
 import json
 
-import jsonschema
-import pytest
-
+from br_chat_lifecycle.ros_schema import (ArgumentError, describe_fields, GRAMMAR_MAX_REPEAT,
+                                          import_interface, json_to_message, message_schema,
+                                          message_to_json, UnsupportedFieldError)
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from jobot_ai_msgs.msg import ToolTestPose
 from jobot_ai_msgs.srv import ToolTestBlob, ToolTestCommand
+import jsonschema
 from lifecycle_msgs.msg import Transition
+import pytest
 from std_srvs.srv import SetBool, Trigger
-
-from br_chat_lifecycle.ros_schema import (GRAMMAR_MAX_REPEAT, ArgumentError,
-                                          UnsupportedFieldError, describe_fields,
-                                          import_interface, json_to_message, message_schema,
-                                          message_to_json)
 
 Command = ToolTestCommand.Request
 POSE = {'type': 'object',

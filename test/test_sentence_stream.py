@@ -6,9 +6,8 @@ parameters): every text is fed in many random splits and must give the same sent
 """
 import random
 
-import pytest
-
 from br_chat_lifecycle.sentence_stream import SentenceStream
+import pytest
 
 
 def split(text, max_chars=200):

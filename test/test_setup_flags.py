@@ -7,10 +7,10 @@ what it was asked to compile and accepts or rejects it. Nothing of llama.cpp is 
 test probes the real host compiler for RISC-V vector support, which an x86/ARM compiler lacks.
 """
 import os
+from pathlib import Path
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -8,10 +8,10 @@ tools/run_tests.sh runs setup.sh right before pytest, so here every step must re
 import glob
 import importlib.util
 import os
+from pathlib import Path
 import re
 import subprocess
 import time
-from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETUP = REPO_ROOT / 'tools' / 'setup.sh'

@@ -19,25 +19,20 @@ import sys
 import time
 import uuid
 
-import jsonschema
-import pytest
-import yaml
-
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rcl_interfaces.srv import SetParameters
-from lifecycle_msgs.srv import GetState
-
-from chat_harness import (REPO_ROOT, STATUS, ChatNodeProcess, GraphClient, call_retry,
-                          wait_until)
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
-
 from br_chat_lifecycle import settings
 from br_chat_lifecycle.grammars import check_gbnf, json_grammar, parse_schema
-from br_chat_lifecycle.structured_output import (FormatResolver, OutputFormat,
-                                                 config_file_candidates,
-                                                 resolve_config_file)
+from br_chat_lifecycle.structured_output import (config_file_candidates, FormatResolver,
+                                                 OutputFormat, resolve_config_file)
+from chat_harness import call_retry, ChatNodeProcess, GraphClient, REPO_ROOT, STATUS, wait_until
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
+import jsonschema
+from lifecycle_msgs.srv import GetState
+import pytest
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+import yaml
 
 CONFIG = REPO_ROOT / 'config'
 SCHEMA_FILE = CONFIG / 'robot_command.schema.json'

@@ -21,30 +21,27 @@ Every wait is bounded; nothing asserts on timing.
 """
 import json
 import os
+from pathlib import Path
 import sys
 import tempfile
 import threading
 import uuid
-from pathlib import Path
 
+from br_chat_lifecycle.examples.fake_robot import CALLS_QOS
+from br_chat_lifecycle.ros_schema import message_schema
+from br_chat_lifecycle.tool_bridge import (BY_NAME, check_value, PARAMS, parse_tool_calls,
+                                           tool_names, ToolBridge)
+from chat_harness import ChatNodeProcess, GraphClient, wait_until
+from jobot_ai_msgs.srv import Instruct, LLMChat, SetLight, ToolTestBlob
 import pytest
-import yaml
-
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from ros_helpers import process_env, ros_param, RosProcess, unique_name
 from std_msgs.msg import String
-
-from chat_harness import ChatNodeProcess, GraphClient, wait_until
-from jobot_ai_msgs.srv import Instruct, LLMChat, SetLight, ToolTestBlob
-from ros_helpers import RosProcess, process_env, ros_param, unique_name
-
-from br_chat_lifecycle.examples.fake_robot import CALLS_QOS
-from br_chat_lifecycle.ros_schema import message_schema
-from br_chat_lifecycle.tool_bridge import (BY_NAME, PARAMS, ToolBridge, check_value,
-                                           parse_tool_calls, tool_names)
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 30.0
@@ -296,6 +293,7 @@ def test_launch_file_starts_the_robot_and_the_bridge_it_is_configured_for():
 def test_launch_description_resolves_the_three_actions():
     pytest.importorskip('launch_ros')
     import importlib.util
+
     from launch import LaunchContext
     from launch_ros.actions import LifecycleNode, Node
     spec = importlib.util.spec_from_file_location(

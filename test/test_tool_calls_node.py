@@ -3,15 +3,14 @@
 valid under its tool's schema by construction (validity is asserted, not correctness).
 """
 import json
-import sys
 from pathlib import Path
-
-import jsonschema
-import pytest
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient  # noqa: E402
+import jsonschema  # noqa: E402
+import pytest  # noqa: E402
 from test_tool_calls import ROBOT_TOOLS, ROBOT_TOOLS_JSON  # noqa: E402
 
 SCHEMAS = {t['function']['name']: t['function'].get('parameters',

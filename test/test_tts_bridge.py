@@ -16,7 +16,9 @@ concatenate to the result's response, which is the chat reply.
 
 Run: python -m pytest test/test_tts_bridge.py -q   (about a minute on 2 cores)
 """
+from collections import defaultdict
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -24,23 +26,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import REPO_ROOT, GraphClient, wait_until  # noqa: E402
+from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
+from chat_harness import GraphClient, REPO_ROOT, wait_until  # noqa: E402
 from chat_rig import FEEDBACK_QOS, Goal, Rig  # noqa: E402
-
+from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
+from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
+import pytest  # noqa: E402
 from rclpy.action import ActionClient, ActionServer, CancelResponse  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
-from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
-
-from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

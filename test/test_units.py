@@ -4,18 +4,17 @@ job_queue, and settings vs config/br_chat.yaml.
 
 Every wait is bounded (threading.Event.wait with a timeout); nothing asserts on timing.
 """
+from pathlib import Path
 import re
 import threading
 import time
-from pathlib import Path
-
-import pytest
-import yaml
 
 from br_chat_lifecycle import settings
 from br_chat_lifecycle.job_queue import Job, JobQueue, QueueClosed, QueueFull
-from br_chat_lifecycle.sessions import SessionStore, session_id_error
+from br_chat_lifecycle.sessions import session_id_error, SessionStore
 from br_chat_lifecycle.text_stream import TextStream
+import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_YAML = REPO_ROOT / 'config' / 'br_chat.yaml'
