@@ -83,7 +83,6 @@ class GenerationSettings:
     max_generation_s: float
 
 
-
 @dataclass
 class _Work:
     request: ChatRequest
@@ -357,9 +356,9 @@ class ChatCore:
         if result.finish_reason == 'error':
             self._log('error', reply.error)
             self.stats.generation_failed(reply.error)
-        perf = dict(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
-                    prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
-                    prompt_s=result.prompt_eval_s)
+        perf = {'gen_tokens': result.completion_tokens, 'gen_s': result.generation_s,
+                'prompt_tokens_evaluated': result.prompt_tokens - result.reused_prompt_tokens,
+                'prompt_s': result.prompt_eval_s}
         self._answer(job, reply, perf)
         self._queue.done(job)
 

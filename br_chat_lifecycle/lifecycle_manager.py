@@ -120,9 +120,9 @@ class LifecycleManager(Node):
         self._target = None       # state the last successful sequence brought the system to
         self._busy = None         # name of the sequence in progress
         self._last_error = None   # message of the last failed sequence (cleared by a success)
-        self._node_state = {fqn: 'unknown' for fqn in self._nodes}
-        self._incident = {fqn: None for fqn in self._nodes}
-        self._recovery_allowed = {fqn: True for fqn in self._nodes}
+        self._node_state = dict.fromkeys(self._nodes, 'unknown')
+        self._incident = dict.fromkeys(self._nodes)
+        self._recovery_allowed = dict.fromkeys(self._nodes, True)
 
         for op in ('startup', 'shutdown', 'pause', 'resume', 'reset'):
             self.create_service(Trigger, f'~/{op}', self._trigger_callback(op),

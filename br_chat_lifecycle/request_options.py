@@ -28,7 +28,7 @@ def apply_options(request, node, n_ctx: int):
     overrides: Dict[str, Any] = {}
     errors: List[str] = []
     if request.max_tokens < 0:
-        errors.append(f'max_tokens: must be >= 0 (0 = the node\'s max_tokens) (got '
+        errors.append(f"max_tokens: must be >= 0 (0 = the node's max_tokens) (got "
                       f'{request.max_tokens})')
     elif request.max_tokens > 0:
         overrides['max_tokens'] = int(request.max_tokens)
@@ -43,7 +43,7 @@ def apply_options(request, node, n_ctx: int):
     elif request.seed >= 0:
         overrides['seed'] = int(request.seed)
     elif request.seed != -1:
-        errors.append(f'seed: must be -1 (the node\'s seed), -2 (random) or in [0, '
+        errors.append(f"seed: must be -1 (the node's seed), -2 (random) or in [0, "
                       f'4294967294] (got {request.seed})')
     errors += node_settings.validate(overrides)
     max_tokens = overrides.get('max_tokens', node.sampling.max_tokens)

@@ -62,8 +62,7 @@ class Sampler:
             self._chain.add_min_p(params.min_p, 1)
             self._chain.add_temp(params.temperature)
             # -1: a seed of our own (llama.cpp's own "random" marker is 0xFFFFFFFF)
-            seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4),
-                                                                        'little')
+            seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), 'little')
             self._chain.add_dist(min(seed, 0xFFFFFFFE))
         if grammar:
             self._grammar = llama_cpp.llama_sampler_init_grammar(

@@ -52,7 +52,6 @@ class GenerationRequest:
     response_format: str = 'text'        # 'text' | 'json' | 'json_schema' | 'grammar'
 
 
-
 @dataclass
 class Slot:
     seq_id: int

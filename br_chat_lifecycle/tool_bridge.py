@@ -104,7 +104,7 @@ def _services(v):
 PARAMS: Sequence[Param] = (
     Param('services', [],
           'Exact names of the ROS services to offer as tools (relative names resolve in this '
-          'node\'s namespace; no wildcards). Only these can ever be called.', _services),
+          "node's namespace; no wildcards). Only these can ever be called.", _services),
     Param('descriptions', [],
           'Optional tool descriptions, one entry "SERVICE: text" per service (SERVICE as '
           'written in services, or its resolved name). Services without one get a generated '
@@ -180,7 +180,7 @@ def tool_names(services: Sequence[str]) -> Dict[str, str]:
     by "_") for names that would otherwise be the same.
     """
     parts = {s: [p for p in s.split('/') if p] for s in services}
-    depth = {s: 1 for s in services}
+    depth = dict.fromkeys(services, 1)
     while True:
         names = {s: '_'.join(parts[s][-depth[s]:]) for s in services}
         clashes = [s for s in services
@@ -243,12 +243,12 @@ class CallResult:
     arguments: Any
     status: str                   # ok | dry_run | invalid | unavailable | timeout | failed
     service: str = ''             # | skipped
-    type: str = ''
+    type_name: str = ''
     response: Optional[Dict[str, Any]] = None
     error: str = ''
 
     def to_json(self) -> Dict[str, Any]:
-        return {'name': self.name, 'service': self.service, 'type': self.type,
+        return {'name': self.name, 'service': self.service, 'type': self.type_name,
                 'arguments': self.arguments, 'status': self.status,
                 'response': self.response, 'error': self.error}
 
@@ -541,7 +541,7 @@ class ToolBridge(LifecycleNode):
                 error = (f'unknown tool {name!r}: not one of the configured tools '
                          f'({", ".join(self.tools) or "none"})')
             else:
-                result.service, result.type = tool.service, tool.type_name
+                result.service, result.type_name = tool.service, tool.type_name
                 error = next((_schema_error(e) for e in sorted(
                     tool.validator.iter_errors(args), key=lambda e: list(e.absolute_path))),
                     '')

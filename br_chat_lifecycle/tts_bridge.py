@@ -72,7 +72,7 @@ STOPPED = 'stopped'
 # name: (default, description, when) - 'start': read when the node starts; 'live': read for
 # every request.
 PARAMS: Dict[str, Any] = {
-    'chat_action': ('chat_action', 'The chat node\'s LLMChatAction action.', 'start'),
+    'chat_action': ('chat_action', "The chat node's LLMChatAction action.", 'start'),
     'tts_service': ('text_to_speech', 'The text-to-speech service, called once per sentence.',
                     'start'),
     'tts_service_type': ('jobot_ai_msgs/srv/TextToSpeech',

@@ -182,8 +182,6 @@ def wait_first_partial(run: Goal, timeout: float = WAIT_S) -> None:
     run.wait_first_partial(timeout)
 
 
-
-
 def set_params(graph: GraphClient, node: Node, **values):
     """What ``ros2 param set`` does: rcl_interfaces/srv/SetParameters on the node."""
     req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()

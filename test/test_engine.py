@@ -13,12 +13,13 @@ from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
 import pytest
 
-GREEDY = dict(temperature=0.0, seed=0)
+GREEDY = {'temperature': 0.0, 'seed': 0}
 
 
 @pytest.fixture(scope='module')
 def smol(default_model_path):
-    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=1024, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=1024,
+                               n_threads=1))
     yield engine
     engine.close()
 
@@ -126,7 +127,8 @@ def test_streamed_pieces_join_to_the_text(engine, prompt):
     pieces = []
     with TokenTap(engine) as tap:
         result = engine.generate(engine.prompt_tokens(user(prompt)),
-                                 build(SamplingParams, max_tokens=48, **GREEDY), on_text=pieces.append)
+                                 build(SamplingParams, max_tokens=48, **GREEDY),
+                                 on_text=pieces.append)
     assert pieces and all(pieces), 'empty pieces must not be emitted'
     assert ''.join(pieces) == result.text
     assert result.finish_reason in ('stop', 'length')
@@ -159,6 +161,7 @@ def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
     expected = expected.replace('\x00', '')
     assert result.text == expected
     assert ''.join(pieces) == result.text
+
     def valid(data: bytes) -> bool:
         try:
             data.decode('utf-8')
@@ -208,8 +211,8 @@ def test_stop_sequence_truncates_greedy_output(smol):
     assert '5' in full, full
     stop = '5'
     pieces = []
-    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
-                                  on_text=pieces.append)
+    params = build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY)
+    result = fresh(smol).generate(prompt, params, on_text=pieces.append)
     assert result.text == full[:full.index(stop)]
     assert result.finish_reason == 'stop'
     assert ''.join(pieces) == result.text
@@ -221,8 +224,8 @@ def test_multi_character_stop_sequence_split_over_tokens(smol):
     stop = '\n4'  # the newline and the digit are different tokens
     assert stop in full, full
     pieces = []
-    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
-                                  on_text=pieces.append)
+    params = build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY)
+    result = fresh(smol).generate(prompt, params, on_text=pieces.append)
     assert result.text == full[:full.index(stop)] and result.finish_reason == 'stop'
     assert ''.join(pieces) == result.text
 

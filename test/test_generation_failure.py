@@ -28,7 +28,7 @@ def test_failed_generation_is_reported_and_the_core_keeps_serving(tmp_path):
     core = ChatCore(engine, build(CoreConfig, max_queue=2), formats)
     settings = build(GenerationSettings,
                      sampling=build(SamplingParams, max_tokens=8, temperature=0.0))
-    limits = dict(latency_warn_s=1e9, rss_warn_mb=1e9, queue_warn_ratio=1.0)
+    limits = {'latency_warn_s': 1e9, 'rss_warn_mb': 1e9, 'queue_warn_ratio': 1.0}
     try:
         job = core.submit(ChatRequest('hello'), settings)
         assert job.done.wait(60) and job.result.success

@@ -143,7 +143,7 @@ def test_sessions_interleaved_keep_their_kv_cache_warm(rigs, default_model_path)
 
 
 def test_session_dir_survives_restart_and_skips_bad_files(rigs, default_model_path,
-                                                         tiny_models, tmp_path):
+                                                          tiny_models, tmp_path):
     """A session continues after cleanup/configure and after a process restart (its KV state
     is loaded from session_dir: the follow-up evaluates only the new tokens); a truncated and a
     garbage file are skipped with a warning; a file saved with another model keeps its

@@ -167,7 +167,7 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
 
 
 # ====================================================================== faults
-CLIENT_SCRIPT = textwrap.dedent('''
+CLIENT_SCRIPT = textwrap.dedent("""
     import sys
     import rclpy
     from rclpy.action import ActionClient
@@ -183,7 +183,7 @@ CLIENT_SCRIPT = textwrap.dedent('''
     client.send_goal_async(LLMChatAction.Goal(prompt='tell me a very long story'),
                            feedback_callback=on_feedback)
     rclpy.spin(node)
-''')
+""")
 
 
 def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
@@ -346,7 +346,7 @@ def test_shutdown_during_generation(rigs, tiny_models):
 
 
 def test_model_file_deleted_or_junk_between_cleanup_and_configure(rigs, tiny_models,
-                                                                   tmp_path):
+                                                                  tmp_path):
     model = tmp_path / 'model.gguf'
     shutil.copy(tiny_models['short'], model)
     rig = rigs({'model_path': str(model), 'max_tokens': 8})

@@ -151,7 +151,7 @@ def test_invalid_bounds_in_a_params_file_fail_configure(rigs, default_model_path
 
 
 # ============================================================ departed clients
-CLIENT_SCRIPT = textwrap.dedent('''
+CLIENT_SCRIPT = textwrap.dedent("""
     import sys
     import rclpy
     from rclpy.action import ActionClient
@@ -166,7 +166,7 @@ CLIENT_SCRIPT = textwrap.dedent('''
         print('FEEDBACK', flush=True)
     client.send_goal_async(LLMChatAction.Goal(prompt=sys.argv[3]), feedback_callback=on_feedback)
     rclpy.spin(node)
-''')
+""")
 
 
 def test_goal_of_a_killed_client_is_stopped(rigs, tiny_models, tmp_path):

@@ -300,8 +300,6 @@ def test_intent_client_reports_a_missing_schema_file_without_ros():
 # =============================================================================== part 2 helpers
 
 
-
-
 class IntentNode:
     """A chat node process started with a params file (verbatim) plus -p overrides."""
 
@@ -326,7 +324,7 @@ class IntentNode:
         return call_retry(self.graph._client(GetState, f'/{self.name}/get_state'),
                           GetState.Request(), 'get_state').current_state.label
 
-    def set(self, **values) -> None:
+    def set_params(self, **values) -> None:
         """What ``ros2 param set`` does (one parameter per call, like the CLI)."""
         for k, v in values.items():
             req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()])
@@ -384,8 +382,8 @@ class IntentNode:
 def _configure_fails(node: IntentNode, *fragments: str) -> None:
     assert not node.configure(), f'configure should fail:\n{node.log()}'
     assert node.state() == 'unconfigured'
-    line = wait_until(lambda: next((l for l in node.log().splitlines()
-                                    if 'configure failed' in l and fragments[0] in l), None),
+    line = wait_until(lambda: next((ln for ln in node.log().splitlines()
+                                    if 'configure failed' in ln and fragments[0] in ln), None),
                       f'a "configure failed" log line with {fragments}', 10.0)
     for fragment in fragments:
         assert fragment in line, (fragment, line)
@@ -435,7 +433,7 @@ def intent_node(graph, bad_files, default_model_path):
 def active_intent_node(intent_node):
     if intent_node.state() != 'active':
         if intent_node.state() == 'unconfigured':
-            intent_node.set(json_schema_file=INTENT_PARAMS['json_schema_file'])
+            intent_node.set_params(json_schema_file=INTENT_PARAMS['json_schema_file'])
             assert intent_node.configure(), intent_node.log()
         intent_node.activate()
     return intent_node
@@ -443,16 +441,16 @@ def active_intent_node(intent_node):
 
 @pytest.mark.slow
 def test_bad_schema_files_fail_configure_then_the_fixed_param_configures(intent_node,
-                                                                          bad_files):
+                                                                         bad_files):
     node = intent_node
     _configure_fails(node, str(bad_files['not_json']), 'json_schema_file', 'not valid JSON')
-    node.set(json_schema_file=str(bad_files['bad_schema']))
+    node.set_params(json_schema_file=str(bad_files['bad_schema']))
     _configure_fails(node, str(bad_files['bad_schema']), 'invalid JSON schema',
                      '5 is not valid')
-    node.set(json_schema_file='no/such/schema.json')
+    node.set_params(json_schema_file='no/such/schema.json')
     _configure_fails(node, 'no/such/schema.json', 'not found')
     # The value from br_chat_intent.yaml (relative: share directory, then the node's cwd).
-    node.set(json_schema_file=INTENT_PARAMS['json_schema_file'])
+    node.set_params(json_schema_file=INTENT_PARAMS['json_schema_file'])
     assert node.configure(), node.log()
     assert node.state() == 'inactive'
     path, loaded = _loaded_schema(node)
@@ -523,18 +521,18 @@ def test_per_request_formats_override_the_node_default(active_intent_node):
 def test_bad_per_request_formats_fail_clearly_and_the_node_keeps_serving(active_intent_node):
     node = active_intent_node
     for fields, fragments in [
-            (dict(response_format='json_schema', json_schema='{"type": '),
+            ({'response_format': 'json_schema', 'json_schema': '{"type": '},
              ('request json_schema', 'not valid JSON')),
-            (dict(json_schema='{"type": 5}'), ('request json_schema', 'invalid JSON schema')),
-            (dict(response_format='xml'), ("unknown response_format 'xml'", 'json_schema')),
-            (dict(response_format='grammar'), ('grammar_file',)),
-            (dict(json_schema='{"type": "string", "maxLength": 100000}'),
+            ({'json_schema': '{"type": 5}'}, ('request json_schema', 'invalid JSON schema')),
+            ({'response_format': 'xml'}, ("unknown response_format 'xml'", 'json_schema')),
+            ({'response_format': 'grammar'}, ('grammar_file',)),
+            ({'json_schema': '{"type": "string", "maxLength": 100000}'},
              ('request json_schema', '#/maxLength', 'over the limit 1000')),
             # the schemas of the adversarial pass: refused before any conversion
-            (dict(json_schema='{"type": "string", "minLength": 100000000}'),
+            ({'json_schema': '{"type": "string", "minLength": 100000000}'},
              ('#/minLength', 'over the limit')),
-            (dict(json_schema='{"type": "array", "items": {"type": "integer"}, '
-                              '"maxItems": 2000000}'), ('#/maxItems', 'over the limit'))]:
+            ({'json_schema': '{"type": "array", "items": {"type": "integer"}, '
+                             '"maxItems": 2000000}'}, ('#/maxItems', 'over the limit'))]:
         reply = node.chat('stop', **fields)
         print(fields, '->', reply.error)
         assert not reply.success and reply.finish_reason == 'error', reply
@@ -565,7 +563,7 @@ def test_json_mode_streams_partials_that_join_to_valid_json(active_intent_node):
 @pytest.mark.slow
 def test_json_cut_by_max_tokens_is_refused_not_passed_on(active_intent_node):
     node = active_intent_node
-    node.set(max_tokens=5)
+    node.set_params(max_tokens=5)
     try:
         for fields in ({}, {'response_format': 'json'}):
             reply = node.chat('go to the kitchen and bring me a cup', **fields)
@@ -582,7 +580,7 @@ def test_json_cut_by_max_tokens_is_refused_not_passed_on(active_intent_node):
         proc = _intent_client(node, 'stop', '--node-default')
         assert proc.returncode == 1 and 'max_tokens=5' in proc.stderr, proc
     finally:
-        node.set(max_tokens=INTENT_PARAMS['max_tokens'])
+        node.set_params(max_tokens=INTENT_PARAMS['max_tokens'])
     assert node.chat('stop').success
 
 
@@ -639,7 +637,7 @@ def test_grammar_file_bad_then_fixed_and_replies_follow_the_grammar(grammar_node
     _configure_fails(node, str(bad_files['bad_grammar']), 'grammar_file',
                      "Undefined rule identifier 'place'")
     # Relative: the installed share directory's copy, else the source tree's via the cwd.
-    node.set(grammar_file='config/robot_command.gbnf')
+    node.set_params(grammar_file='config/robot_command.gbnf')
     assert node.configure(), node.log()
     assert re.search(r'output format grammar from \S+robot_command\.gbnf;', node.log())
     node.activate()

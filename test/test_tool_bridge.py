@@ -116,7 +116,7 @@ class Bridge:
         assert self.node.trigger_activate() == SUCCESS
         return self
 
-    def set(self, **values):
+    def set_params(self, **values):
         results = self.node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
         return results
 
@@ -146,8 +146,8 @@ class ScriptedChat:
 
     def _handle(self, request, response):
         self.requests.append(request)
-        reply = self.replies.pop(0) if self.replies else dict(
-            success=False, error='no scripted reply left', finish_reason='error')
+        reply = self.replies.pop(0) if self.replies else {
+            'success': False, 'error': 'no scripted reply left', 'finish_reason': 'error'}
         for key, value in reply.items():
             setattr(response, key, value)
         return response
@@ -352,7 +352,7 @@ def test_configure_fails_naming_a_missing_service(bridge, robot):
         f'service(s) not found on the graph within 1 s: {missing}')
     assert b.node.lifecycle_state == 'unconfigured' and not b.node.tools
     # the same node configures once the list is right
-    assert b.set(services=[robot.srv('set_light')])[0].successful
+    assert b.set_params(services=[robot.srv('set_light')])[0].successful
     assert b.configure() == SUCCESS, b.node.configure_error
 
 
@@ -367,24 +367,24 @@ def test_configure_fails_naming_an_unsupported_request_field(bridge, graph):
 
 
 @pytest.mark.parametrize('params,fragment', [
-    (dict(services=['/robot/*']), 'no wildcards'),
-    (dict(services=['/robot/set_light?']), 'no wildcards'),
-    (dict(services=['']), 'exact ROS service names'),
-    (dict(services=['ROBOT']), None),   # replaced below: a valid name, unknown description
-    (dict(call_timeout_s=0.0), 'call_timeout_s: must be > 0'),
-    (dict(tool_choice='fly now'), 'tool_choice: must be auto, none, required or a tool name'),
+    ({'services': ['/robot/*']}, 'no wildcards'),
+    ({'services': ['/robot/set_light?']}, 'no wildcards'),
+    ({'services': ['']}, 'exact ROS service names'),
+    ({'services': ['ROBOT']}, None),   # replaced below: a valid name, unknown description
+    ({'call_timeout_s': 0.0}, 'call_timeout_s: must be > 0'),
+    ({'tool_choice': 'fly now'}, 'tool_choice: must be auto, none, required or a tool name'),
 ], ids=['star', 'question-mark', 'empty', 'description-key', 'timeout', 'tool-choice-syntax'])
 def test_configure_fails_on_invalid_parameters(bridge, robot, params, fragment):
     checked_when_set = params.get('services') != ['ROBOT']
     if not checked_when_set:   # a valid list; the description names another service
-        params = dict(services=[robot.srv('set_light')], descriptions=['/other/x: text'])
+        params = {'services': [robot.srv('set_light')], 'descriptions': ['/other/x: text']}
         fragment = "descriptions: '/other/x' is not one of the services"
     b = bridge(**params)
     assert b.configure() == FAILURE
     assert fragment in b.node.configure_error
     if checked_when_set:       # the same value is refused when set at run time
         [(key, value)] = params.items()
-        result = b.set(**{key: value})[0]
+        result = b.set_params(**{key: value})[0]
         assert not result.successful and fragment.split(':')[0] in result.reason
 
 
@@ -492,7 +492,7 @@ def test_dry_run_reports_the_calls_and_executes_none(bridge, robot):
     assert [(r.name, r.status, r.response) for r in run.results] == [
         ('set_light', 'dry_run', None), ('dock', 'dry_run', None)]
     assert run.results[0].service == robot.srv('set_light')
-    assert b.set(dry_run=False)[0].successful
+    assert b.set_params(dry_run=False)[0].successful
     marker_proves_nothing_ran(b, robot, before, 'after-dry-run')
 
 
@@ -557,8 +557,8 @@ def instruct(graph: GraphClient, service: str, instruction: str, **fields):
 def test_instruct_sends_the_tools_and_executes_the_chosen_calls(bridge, graph, robot):
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(robot), chat_service=chat.name).up()
-    chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                             tool_calls_json=calls_json(light('kitchen'))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(light('kitchen'))})
     before = len(robot.calls)
     res = instruct(graph, f'/{b.name}/instruct', 'Switch on the kitchen light', session_id='s1')
     assert res.success and res.error == '', res.error
@@ -578,9 +578,9 @@ def test_instruct_answer_after_tools_asks_the_chat_service_again(bridge, graph, 
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(robot), chat_service=chat.name,
                answer_after_tools=True, tool_choice='required').up()
-    chat.replies += [dict(success=True, finish_reason='tool_calls',
-                          tool_calls_json=calls_json(('move_to', {'place': 'hall'}))),
-                     dict(success=True, finish_reason='stop', response='I am in the hall.')]
+    chat.replies += [{'success': True, 'finish_reason': 'tool_calls',
+                      'tool_calls_json': calls_json(('move_to', {'place': 'hall'}))},
+                     {'success': True, 'finish_reason': 'stop', 'response': 'I am in the hall.'}]
     res = b.node.instruct('Go to the hall')
     assert res.success, res.error
     assert res.reply == 'I am in the hall.'
@@ -589,9 +589,9 @@ def test_instruct_answer_after_tools_asks_the_chat_service_again(bridge, graph, 
     assert (follow.tool_choice, follow.tools_json) == ('none', '')
     assert 'Go to the hall' in follow.prompt and res.tool_results_json in follow.prompt
     # the follow-up fails: the reply is the summary and error says why
-    chat.replies += [dict(success=True, finish_reason='tool_calls',
-                          tool_calls_json=calls_json(('move_to', {'place': 'hall'}))),
-                     dict(success=False, finish_reason='error', error='queue full')]
+    chat.replies += [{'success': True, 'finish_reason': 'tool_calls',
+                      'tool_calls_json': calls_json(('move_to', {'place': 'hall'}))},
+                     {'success': False, 'finish_reason': 'error', 'error': 'queue full'}]
     res = b.node.instruct('Go to the hall')
     assert res.success
     assert res.reply == 'move_to: ok (arrived at hall).'
@@ -605,17 +605,17 @@ def test_instruct_text_answers_errors_and_refusals(bridge, graph, robot):
     res = b.node.instruct('hello')
     assert not res.success and res.error.startswith('node is unconfigured: not serving')
     b.up()
-    chat.replies.append(dict(success=True, finish_reason='stop', response='Hi there!'))
+    chat.replies.append({'success': True, 'finish_reason': 'stop', 'response': 'Hi there!'})
     res = b.node.instruct('hello')
     assert (res.success, res.reply, res.tool_calls_json, res.tool_results_json) == (
         True, 'Hi there!', '', '')
-    chat.replies.append(dict(success=False, finish_reason='error', error='prompt too long'))
+    chat.replies.append({'success': False, 'finish_reason': 'error', 'error': 'prompt too long'})
     res = b.node.instruct('hello')
     assert (res.success, res.error) == (False, 'chat service: prompt too long')
     res = b.node.instruct('   ')
     assert (res.success, res.error) == (False, 'instruction: must be non-empty')
-    chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                             tool_calls_json=calls_json(('fly', {}))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(('fly', {}))})
     res = b.node.instruct('fly away')
     assert not res.success and "unknown tool 'fly'" in res.error
     assert json.loads(res.tool_results_json)[0]['status'] == 'invalid'
@@ -629,8 +629,9 @@ def test_deactivate_stops_an_instruction_before_its_next_call(bridge, graph, slo
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(slow_robot), chat_service=chat.name,
                call_timeout_s=30.0).up()
-    chat.replies.append(dict(success=True, finish_reason='tool_calls', tool_calls_json=calls_json(
-        ('move_to', {'place': 'kitchen'}), light('never'))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(('move_to', {'place': 'kitchen'}),
+                                                       light('never'))})
     before = len(slow_robot.calls)
     client = graph._client(Instruct, f'/{b.name}/instruct')
     assert client.wait_for_service(timeout_sec=WAIT_S)
@@ -673,8 +674,8 @@ def test_the_executable_through_its_lifecycle_services(graph, robot):
         res = instruct(graph, f'/{name}/instruct', 'hello')
         assert not res.success and 'node is inactive' in res.error
         assert graph.change_state(name, 'activate')
-        chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                                 tool_calls_json=calls_json(('say', {'text': 'from the exe'}))))
+        chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                             'tool_calls_json': calls_json(('say', {'text': 'from the exe'}))})
         before = len(robot.calls)
         res = instruct(graph, f'/{name}/instruct', 'say something')
         assert res.success, res.error

@@ -111,7 +111,7 @@ def test_a_tool_result_sent_back_gets_a_spoken_reply(rig):
      'bytes'),
 ])
 def test_bad_tools_json_is_refused_precisely_and_the_node_keeps_serving(rig, tools_json,
-                                                                         fragment):
+                                                                        fragment):
     res = rig.chat('Turn on the light.', tools_json=tools_json)
     assert not res.success and res.finish_reason == 'error', res
     assert fragment in res.error, res.error
