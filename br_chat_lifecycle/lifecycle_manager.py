@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""A small nav2-style lifecycle manager for ANY standard ROS 2 lifecycle node (plain rclpy).
+"""
+A small nav2-style lifecycle manager for ANY standard ROS 2 lifecycle node (plain rclpy).
 
 It drives an ordered list of lifecycle nodes through their transitions with the standard
 ``<node>/change_state`` and ``<node>/get_state`` services (lifecycle_msgs), offers std_srvs

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""config/br_chat.yaml and README's parameter table, generated from settings.PARAMS.
+"""
+config/br_chat.yaml and README's parameter table, generated from settings.PARAMS.
 
 The parameter table in settings.py is the one source: ``python -m
 br_chat_lifecycle.param_docs --write`` regenerates both files, and test/test_docs.py fails
@@ -78,7 +79,7 @@ def replace_table(readme: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--write', action='store_true', help='rewrite the files')
     parser.add_argument('--root', default=str(Path(__file__).resolve().parent.parent))
     args = parser.parse_args(argv)

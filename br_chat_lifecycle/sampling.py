@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""One request's sampling settings and its llama.cpp sampler chain.
+"""
+One request's sampling settings and its llama.cpp sampler chain.
 
 Each slot gets its own chain, built with llama-cpp-python's ``LlamaSampler`` in the order
 ``Llama`` builds it (penalties, then greedy, or top-k -> top-p -> min-p -> temperature ->
@@ -44,8 +45,12 @@ class Sampler:
 
     def __init__(self, model: '_internals.LlamaModel', params: SamplingParams,
                  grammar: Optional[str] = None):
-        """``grammar``: GBNF text already checked with grammars.check_gbnf (llama.cpp's
-        grammar sampler crashes on a bad grammar)."""
+        """
+        Build the sampler chain for ``params`` and, if given, ``grammar``.
+
+        ``grammar``: GBNF text already checked with grammars.check_gbnf (llama.cpp's grammar
+        sampler crashes on a bad grammar).
+        """
         self._chain = _internals.LlamaSampler()
         self._grammar = None
         n_vocab = llama_cpp.llama_vocab_n_tokens(model.vocab)

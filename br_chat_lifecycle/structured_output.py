@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
+"""
+Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
 
 Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,
 reached through the engine's ``json_grammar``). This module only decides which format applies
@@ -58,7 +59,8 @@ PACKAGE = 'br_chat_lifecycle'
 
 
 def config_file_candidates(path: str) -> List[str]:
-    """Where a json_schema_file / grammar_file parameter value is looked for, in order.
+    """
+    Where a json_schema_file / grammar_file parameter value is looked for, in order.
 
     Absolute (or ``~``) paths: only themselves. Relative paths: the package's installed share
     directory's ``config/`` and the share directory itself (from the ament index, when the
@@ -83,7 +85,7 @@ MAX_CONFIG_FILE_BYTES = 1 << 20  # a schema or grammar file; more is certainly a
 
 
 def resolve_config_file(path: str, what: str) -> str:
-    """The first existing candidate for ``path`` (see config_file_candidates)."""
+    """Return the first existing candidate for ``path`` (see config_file_candidates)."""
     candidates = config_file_candidates(path)
     for candidate in candidates:
         if os.path.exists(candidate):
@@ -110,7 +112,8 @@ def _read(path: str, what: str) -> str:
 
 
 class FormatResolver:
-    """Builds the node's default format at configure time and resolves per-request ones.
+    """
+    Builds the node's default format at configure time and resolves per-request ones.
 
     JSON schemas become grammars through grammars.schema_to_gbnf (bounded: a hostile schema
     is refused before it is converted); converted formats are cached by schema text in an
@@ -160,7 +163,7 @@ class FormatResolver:
         return fmt
 
     def resolve(self, response_format: str, json_schema: str) -> OutputFormat:
-        """The format for one request; raises ValueError with a client-facing reason."""
+        """Return the format for one request; raise ValueError with a client-facing reason."""
         name = response_format.strip().lower()
         if not name:
             if json_schema.strip():

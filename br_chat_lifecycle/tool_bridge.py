@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ROS services as LLM tools (executable ``tool_bridge``): instruction -> LLM -> service calls.
+"""
+ROS services as LLM tools (executable ``tool_bridge``): instruction -> LLM -> service calls.
 
 A lifecycle node between a user and the robot's services:
 
@@ -174,7 +175,8 @@ class Tool:
 
 
 def tool_names(services: Sequence[str]) -> Dict[str, str]:
-    """Map resolved service names to tool names.
+    """
+    Map resolved service names to tool names.
 
     A tool name is the service name's last component, extended with more of the path (joined
     by "_") for names that would otherwise be the same.
@@ -212,7 +214,8 @@ def parse_descriptions(entries: Sequence[str], services: Sequence[str],
 
 
 def parse_tool_calls(text: str) -> List[Tuple[str, Any]]:
-    """Parse tool_calls_json into [(name, arguments)]; ValueError says what is wrong with it.
+    """
+    Parse tool_calls_json into [(name, arguments)]; ValueError says what is wrong with it.
 
     ``arguments`` may be an object or (OpenAI style) a string holding a JSON object.
     """
@@ -521,7 +524,8 @@ class ToolBridge(LifecycleNode):
         return 'ok', future.result(), ''
 
     def execute_tool_calls(self, tool_calls_json: str) -> Execution:
-        """Check, then run (or with dry_run only report) the calls in ``tool_calls_json``.
+        """
+        Check, then run (or with dry_run only report) the calls in ``tool_calls_json``.
 
         Never raises for bad input, never calls a service that is not one of the tools.
         """

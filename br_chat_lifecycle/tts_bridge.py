@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Speak chat replies sentence by sentence (executable ``tts_bridge``).
+"""
+Speak chat replies sentence by sentence (executable ``tts_bridge``).
 
 A plain rclpy node (not a lifecycle node: it loads nothing, only forwards between the chat
 action and a text-to-speech service, so there is nothing to configure or release; parameters
@@ -391,7 +392,8 @@ class TtsBridge(Node):
 
 
 def main(args=None):
-    """Run the bridge until SIGINT/SIGTERM.
+    """
+    Run the bridge until SIGINT/SIGTERM.
 
     The signals are handled here rather than by rclpy (which would shut the context down at
     once): a request in progress is stopped first - its chat goal cancelled, its client

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Diagnostics of the chat node on /diagnostics and ~/stats, in every lifecycle state.
+"""
+Diagnostics of the chat node on /diagnostics and ~/stats, in every lifecycle state.
 
 A real node process (tiny model: generation never ends early, so a long reply keeps the
 queue busy on demand) and a real subscriber; levels and messages are asserted per state.

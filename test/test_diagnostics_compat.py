@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.diagnostics_compat: the stand-in Updater on a real rclpy graph.
+"""
+br_chat_lifecycle.diagnostics_compat: the stand-in Updater on a real rclpy graph.
 
 The CompatUpdater is tested directly (so this also runs where the real diagnostic_updater is
 installed); a real rclpy node publishes, a second node in the same process subscribes to
@@ -36,7 +37,7 @@ def ros():
 
 
 def make_node(ros, name=None, parameter_overrides=None):
-    """A node in the RosClient's context, spun by its executor."""
+    """Create a node in the RosClient's context, spun by its executor."""
     import rclpy
     node = rclpy.create_node(name or unique_name('diag_node'), context=ros.context,
                              parameter_overrides=parameter_overrides or [])

@@ -23,8 +23,11 @@ def test_intent_config_only_uses_known_parameters():
 
 
 def test_yaml_and_readme_table_are_generated_from_settings():
-    """config/br_chat.yaml and README's table are written by param_docs from settings.PARAMS:
-    regenerate with `python -m br_chat_lifecycle.param_docs --write`."""
+    """
+    Check that config/br_chat.yaml and README's table are generated from settings.PARAMS.
+
+    param_docs writes them: regenerate with `python -m br_chat_lifecycle.param_docs --write`.
+    """
     from br_chat_lifecycle import param_docs
     assert (ROOT / 'config' / 'br_chat.yaml').read_text(encoding='utf-8') == \
         param_docs.yaml_text(), 'config/br_chat.yaml is out of date'

@@ -1,6 +1,9 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The llama.cpp engine on its own (no ROS), with the real SmolLM2-135M-Instruct GGUF and the
-tiny random-weight GGUF (test/tiny_gguf.py: never emits EOS, random bytes as output).
+"""
+The llama.cpp engine on its own (no ROS), with a real and a tiny GGUF model.
+
+The real one is SmolLM2-135M-Instruct; the tiny random-weight one (test/tiny_gguf.py) never emits
+EOS and outputs random bytes.
 
 Greedy decoding (temperature 0) where the test compares two generations; the KV cache is
 reset before those so both evaluate the prompt the same way.
@@ -41,8 +44,11 @@ def user(text: str):
 
 
 class TokenTap:
-    """Records the bytes of every token the engine turns into text (one call per generated
-    token), by wrapping the engine's piece lookup for the duration of a test."""
+    """
+    Recorder of the bytes of every token the engine turns into text.
+
+    One call per generated token, by wrapping the engine's piece lookup for the duration of a test.
+    """
 
     def __init__(self, engine: LlamaEngine):
         self.engine = engine
@@ -146,10 +152,13 @@ def test_smol_answers_sensibly(smol):
 
 
 def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
-    """The tiny model emits random bytes: partial and invalid UTF-8 sequences, control
-    characters. The streamed text must equal an incremental UTF-8 decoding of the complete
-    byte stream (invalid bytes -> U+FFFD, NULs dropped, an unfinished final character
-    dropped): no U+FFFD may come from a character split between two tokens."""
+    """
+    The tiny model emits random bytes: partial and invalid UTF-8 sequences, control characters.
+
+    The streamed text must equal an incremental UTF-8 decoding of the complete byte stream (invalid
+    bytes -> U+FFFD, NULs dropped, an unfinished final character dropped): no U+FFFD may come from
+    a character split between two tokens.
+    """
     pieces = []
     with TokenTap(tiny) as tap:
         result = tiny.generate(tiny.prompt_tokens(user('你好，请介绍一下你自己')),

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""A generation that fails is answered with the reason and turns the diagnostics to ERROR.
+"""
+A generation that fails is answered with the reason and turns the diagnostics to ERROR.
 
 Real engine and core (no mocks): the failure is real - the engine's model is released under
 the running core, so the next generation raises inside llama.cpp's wrapper.

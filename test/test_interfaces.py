@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Round trips through the generated jobot_ai_msgs interfaces with real rclpy (no model).
+"""
+Round trips through the generated jobot_ai_msgs interfaces with real rclpy (no model).
 
 One service server + client (LLMChat) and one action server + client (LLMChatAction, streamed
 feedback), all in this pytest process, spun by a MultiThreadedExecutor in a thread. Every wait is
@@ -104,8 +105,12 @@ def test_field_types():
 
 @pytest.mark.parametrize('msg_type', [LLMChat.Request, LLMChatAction.Goal])
 def test_appended_fields_default_to_the_node_parameter(msg_type):
-    """A client that sets only `prompt` (the vendor's) sends the sentinels that mean "use the
-    node's parameter" for every per-request option."""
+    """
+    Check that a client setting only `prompt` sends "use the node's parameter" sentinels.
+
+    Such a client (the vendor's) sends, for every per-request option, the value that means "use the
+    node's parameter".
+    """
     msg = msg_type(prompt='hi')
     assert (msg.system_prompt, msg.max_tokens, msg.top_k, msg.seed) == ('', 0, -1, -1)
     for name in ('temperature', 'top_p', 'min_p', 'repeat_penalty'):

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.lifecycle_client against real lifecycle nodes on a real ROS 2 graph.
+"""
+br_chat_lifecycle.lifecycle_client against real lifecycle nodes on a real ROS 2 graph.
 
 The managed nodes are test/lifecycle_test_node.py processes; the client lives on the node of a
 ros_helpers.RosClient (its own context, spun by a background thread), and the test thread makes

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.lifecycle_manager against real lifecycle nodes on a real ROS 2 graph.
+"""
+br_chat_lifecycle.lifecycle_manager against real lifecycle nodes on a real ROS 2 graph.
 
 The managed nodes are test/lifecycle_test_node.py processes (plain standard lifecycle nodes);
 the manager runs as its own process exactly as `ros2 run` would start it. Every wait is bounded
@@ -43,7 +44,7 @@ def ros():
 
 @pytest.fixture
 def procs():
-    """Processes started by a test; all stopped afterwards, whatever happened."""
+    """Collect the processes a test starts; all are stopped afterwards, whatever happened."""
     started = []
     yield started
     for process in reversed(started):

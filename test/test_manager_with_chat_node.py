@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The lifecycle manager driving our chat node and a plain lifecycle node together.
+"""
+The lifecycle manager driving our chat node and a plain lifecycle node together.
 
 Order: startup = configure all (chat node first), then activate all; pause/reset/shutdown in
 reverse. Checked through the nodes' states (get_state), the plain node's transition record

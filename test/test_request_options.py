@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Requests a client can shape: per-request options, a client-owned history (messages_json).
+"""
+Requests a client can shape: per-request options, a client-owned history (messages_json).
 
 Real node process, real graph, SmolLM2. The node runs with its defaults (temperature 0.2,
 random seed), so every request that needs determinism asks for it itself.

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ros_schema: ROS types -> JSON Schema, JSON -> request messages, responses -> JSON.
+"""
+ros_schema: ROS types -> JSON Schema, JSON -> request messages, responses -> JSON.
 
 Schemas are checked field by field and with jsonschema; JSON arguments -> request messages with
 precise errors; the grammar-safe schemas go through llama-cpp-python's schema-to-grammar

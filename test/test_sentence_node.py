@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""LLMChatAction.Goal.stream_unit against the REAL chat node and the real SmolLM2 (greedy).
+"""
+LLMChatAction.Goal.stream_unit against the REAL chat node and the real SmolLM2 (greedy).
 
 Every partial is collected exactly by the rig's feedback tap (chat_rig.Rig). "sentence" mode
 must publish exactly the sentences SentenceStream finds in the reply (the last one carrying

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Re-running tools/setup.sh after a successful setup must be a fast no-op.
+"""
+Re-running tools/setup.sh after a successful setup must be a fast no-op.
 
 tools/run_tests.sh runs setup.sh right before pytest, so here every step must report
 "up to date" (or "skipped", e.g. the ROS-wheel steps under a system ROS 2), and nothing built

@@ -1,7 +1,9 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Structured output / instruction understanding (issue "instruction understanding"):
-robot commands as schema-valid JSON, per-request formats, GBNF grammars, bad schema/grammar
-files, truncated JSON, JSON streaming, and the intent_client example.
+"""
+Structured output and instruction understanding, through the real node.
+
+Issue "instruction understanding": robot commands as schema-valid JSON, per-request formats, GBNF
+grammars, bad schema/grammar files, truncated JSON, JSON streaming, and the intent_client example.
 
 Part 1 (fast, no ROS graph, no model): the example schema and grammar files, the engine's
 GBNF check and JSON-schema grammar, path resolution of json_schema_file / grammar_file,
@@ -325,7 +327,7 @@ class IntentNode:
                           GetState.Request(), 'get_state').current_state.label
 
     def set_params(self, **values) -> None:
-        """What ``ros2 param set`` does (one parameter per call, like the CLI)."""
+        """Set parameters as ``ros2 param set`` does (one parameter per call, like the CLI)."""
         for k, v in values.items():
             req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()])
             res = call_retry(self.graph._client(SetParameters, f'/{self.name}/set_parameters'),
@@ -351,8 +353,12 @@ class IntentNode:
         return self.graph.chat(prompt, service=self.service, timeout=GEN_WAIT_S, **fields)
 
     def goal(self, prompt: str, **fields):
-        """(status, result, partials) of one action goal; waits (bounded) until the feedback
-        received adds up to the result (feedback and result travel on different topics)."""
+        """
+        Return (status, result, partials) of one action goal.
+
+        Waits (bounded) until the feedback received adds up to the result (feedback and result
+        travel on different topics).
+        """
         client = self.graph._client(LLMChatAction, self.action)
         assert client.wait_for_server(timeout_sec=20.0)
         for _ in range(4):  # the goal request of a new client can be lost: send again
@@ -391,7 +397,7 @@ def _configure_fails(node: IntentNode, *fragments: str) -> None:
 
 
 def _loaded_schema(node: IntentNode):
-    """The schema file the node loaded (it logs the resolved path) and its content."""
+    """Return the schema file the node loaded (it logs the resolved path) and its content."""
     m = wait_until(lambda: re.search(r'output format json_schema from (\S+?);', node.log()),
                    'the configured log line', 10.0)
     return m.group(1), json.loads(open(m.group(1), encoding='utf-8').read())
@@ -418,8 +424,12 @@ def bad_files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def intent_node(graph, bad_files, default_model_path):
-    """config/br_chat_intent.yaml, but json_schema_file starts out broken (see the first
-    test); ``active_intent_node`` repairs and activates it for the other tests."""
+    """
+    Start a node with config/br_chat_intent.yaml and a broken json_schema_file.
+
+    json_schema_file starts out broken (see the first test); ``active_intent_node`` repairs and
+    activates it for the other tests.
+    """
     node = IntentNode(graph, INTENT_YAML, model_path=default_model_path,
                       json_schema_file=bad_files['not_json'])
     try:
@@ -585,8 +595,11 @@ def test_json_cut_by_max_tokens_is_refused_not_passed_on(active_intent_node):
 
 
 def _intent_client(node: IntentNode, *args: str, attempts: int = 2):
-    """Run the intent_client example in its own process (once more if its single request
-    was lost to the DDS discovery race and it timed out)."""
+    """
+    Run the intent_client example in its own process.
+
+    It runs once more if its single request was lost to the DDS discovery race and it timed out.
+    """
     for _ in range(attempts):
         proc = subprocess.run(
             [sys.executable, '-m', 'br_chat_lifecycle.examples.intent_client', '--service',

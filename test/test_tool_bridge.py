@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""tool_bridge on a real ROS 2 graph: real fake_robot processes, a real ToolBridge node.
+"""
+tool_bridge on a real ROS 2 graph: real fake_robot processes, a real ToolBridge node.
 
 * configure: tools built from the services found on the graph (names, collisions,
   descriptions, schemas); clear failures for a missing service, an unsupported request field,
@@ -133,7 +134,8 @@ class Bridge:
 
 
 class ScriptedChat:
-    """A real LLMChat service answering with scripted replies.
+    """
+    A real LLMChat service answering with scripted replies.
 
     It stands in for the model's choice of calls, and records every request it gets.
     """
@@ -251,7 +253,8 @@ def load_config():
 
 
 def test_config_yaml_configures_a_bridge_for_the_example_robot(bridge, graph):
-    """Use config/tool_bridge.yaml as launch/tool_bridge.launch.py does.
+    """
+    Use config/tool_bridge.yaml as launch/tool_bridge.launch.py does.
 
     The robot is named "fake_robot" and it and the bridge share a namespace.
     """

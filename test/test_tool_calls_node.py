@@ -1,6 +1,9 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Tool calls through the real node (service and action), with the real SmolLM2: every call is
-valid under its tool's schema by construction (validity is asserted, not correctness).
+"""
+Tool calls through the real node (service and action), with the real SmolLM2.
+
+Every call is valid under its tool's schema by construction (validity is asserted, not
+correctness).
 """
 import json
 from pathlib import Path

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""tts_bridge on a real graph: the real bridge process, a fake text-to-speech service.
+"""
+tts_bridge on a real graph: the real bridge process, a fake text-to-speech service.
 
   FakeTts        a real rclpy TextToSpeech service in the test process that records every
                  text it is asked to speak (optionally slowly, optionally failing);
@@ -243,8 +244,11 @@ def test_stop_with_nothing_running(world):
 
 # ====================================================================== scripted chat action
 class ScriptedChat:
-    """A real LLMChatAction server that publishes ``partials`` as feedback and then answers
-    ``response`` (which may hold more: text rclpy's ActionClient "lost")."""
+    """
+    A real LLMChatAction server: publishes ``partials`` as feedback, answers ``response``.
+
+    The response may hold more: text rclpy's ActionClient "lost".
+    """
 
     def __init__(self, graph: GraphClient):
         self.name = f'/scripted_chat_{uuid.uuid4().hex[:8]}'

@@ -1,6 +1,8 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Pure-python units of br_chat_lifecycle (no ROS, no model): text_stream, sessions,
-job_queue, and settings vs config/br_chat.yaml.
+"""
+Pure-python units of br_chat_lifecycle (no ROS, no model).
+
+Covers text_stream, sessions, job_queue, and settings vs config/br_chat.yaml.
 
 Every wait is bounded (threading.Event.wait with a timeout); nothing asserts on timing.
 """
@@ -199,8 +201,11 @@ def test_sessions_reset_replace_clear():
 
 # =============================================================================== job_queue
 class Starter:
-    """A ``start`` for JobQueue that runs each job on a thread of its own (as the engine
-    runs generations) and can hold them all at a gate."""
+    """
+    A ``start`` for JobQueue that runs each job on a thread of its own.
+
+    Jobs run as the engine runs generations, and the starter can hold them all at a gate.
+    """
 
     def __init__(self):
         self.queue = None

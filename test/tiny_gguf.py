@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Write a tiny random-weight GGUF chat model for fast unit tests.
+"""
+Write a tiny random-weight GGUF chat model for fast unit tests.
 
 The model is a real ``llama``-architecture GGUF (2 layers, n_embd 64, F32
 weights, ~0.6 MB) that llama-cpp-python loads in milliseconds.  Its output is
@@ -126,7 +127,8 @@ def write_tiny_model(
     n_ctx_train: int = 2048,
     eos_scale: float = 0.0,
 ):
-    """Write a tiny random-weight llama GGUF to ``path`` and return ``path``.
+    """
+    Write a tiny random-weight llama GGUF to ``path`` and return ``path``.
 
     ``chat_template`` is stored as ``tokenizer.chat_template`` (pass ``None``
     to omit it).  ``seed`` seeds the weights (same seed -> byte-identical
