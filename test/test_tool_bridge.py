@@ -408,7 +408,7 @@ def test_a_call_reaches_the_robot_and_its_response_comes_back(bridge, robot):
     run = b.execute(calls_json(light('kitchen')))
     assert run.ok, run.error
     [result] = run.results
-    assert (result.name, result.status, result.service, result.type) == (
+    assert (result.name, result.status, result.service, result.type_name) == (
         'set_light', 'ok', robot.srv('set_light'), 'jobot_ai_msgs/srv/SetLight')
     assert result.response == {'success': True, 'message': 'light in kitchen is on'}
     assert robot.wait_calls(before + 1)[before] == {
