@@ -49,7 +49,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / 'test')]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ['PYTHONPATH'] = os.pathsep.join(
@@ -57,14 +57,11 @@ os.environ['PYTHONPATH'] = os.pathsep.join(
 
 import yaml  # noqa: E402
 
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from unique_identifier_msgs.msg import UUID  # noqa: E402
-from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 
 from br_chat_lifecycle import settings  # noqa: E402
 from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
-from chat_harness import GraphClient  # noqa: E402
+from br_chat_lifecycle.client import ChatClient  # noqa: E402
+from br_chat_lifecycle.lifecycle_client import LifecycleError  # noqa: E402
 
 PROMPTS = [
     'Explain how a robot vacuum cleaner finds its way around a house.',
@@ -73,7 +70,6 @@ PROMPTS = [
     'Describe a day in the life of a honey bee.',
     'Give me step by step instructions to plant a tree.',
 ]
-TAP_QOS = QoSProfile(depth=20000, reliability=ReliabilityPolicy.RELIABLE)
 TARGET_FIRST_RATIO = 0.40
 TARGET_LATENCY_P95_MS = 20.0
 NODE_LOG_ENV = 'BENCH_SENTENCES_NODE_LOG'
@@ -122,11 +118,11 @@ def run_node(log_path: str) -> None:
 
 # ============================================================================ client
 class Bench:
-    """The instrumented chat node as a subprocess, an action client, a timestamping tap."""
+    """The instrumented chat node as a subprocess and a client that timestamps feedback."""
 
-    def __init__(self, graph, model, max_tokens, n_threads):
+    def __init__(self, client: ChatClient, model, max_tokens, n_threads):
         uid = uuid.uuid4().hex[:8]
-        self.graph = graph
+        self.client = client
         self.name = f'bench_sentence_node_{uid}'
         self.action = f'bench_sentence_action_{uid}'
         folder = tempfile.mkdtemp(prefix='bench_sentences_')
@@ -145,42 +141,21 @@ class Bench:
                  f'__node:={self.name}', '--params-file', params],
                 stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO),
                 env=dict(os.environ, **{NODE_LOG_ENV: self.node_log}))
-        self._lock = threading.Lock()
-        self._feedback = {}     # goal uuid -> [(monotonic receive time, partial)]
-        self._tap = graph.node.create_subscription(
-            LLMChatAction.Impl.FeedbackMessage, f'/{self.action}/_action/feedback',
-            self._on_feedback, TAP_QOS)
-        self.client = ActionClient(graph.node, LLMChatAction, self.action)
-
-    def _on_feedback(self, msg):
-        now = time.monotonic()
-        with self._lock:
-            self._feedback.setdefault(bytes(msg.goal_id.uuid), []).append(
-                (now, msg.feedback.partial))
 
     def start(self):
-        for transition in ('configure', 'activate'):
-            if not self.graph.change_state(self.name, transition, timeout=300):
-                raise RuntimeError(f'{transition} failed:\n{open(self.proc_log).read()}')
-        assert self.client.wait_for_server(timeout_sec=30), 'chat action not available'
+        try:
+            self.client.lifecycle(self.name, transition_timeout=300.0)
+            self.client.bring_up(self.name)
+        except LifecycleError as e:
+            raise RuntimeError(f'{e}:\n{open(self.proc_log).read()}')
+        self.client.wait_for_action(self.action, timeout=30.0)
 
     def close(self):
-        self.client.destroy()
-        self.graph.node.destroy_subscription(self._tap)
         self.proc.send_signal(2)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-    @staticmethod
-    def _wait(future, timeout=600.0):
-        done = threading.Event()
-        stamp = []
-        future.add_done_callback(lambda f: (stamp.append(time.monotonic()), done.set()))
-        if not done.wait(timeout):
-            raise TimeoutError('no reply')
-        return future.result(), stamp[0]
 
     def _node_pieces(self, goal: str, timeout=10.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -196,28 +171,19 @@ class Bench:
 
     def run(self, prompt, unit) -> dict:
         """One goal: text, client receive times of its partials, node times of its pieces."""
-        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
-        key = bytes(goal_id.uuid)
-        t0 = time.monotonic()
-        handle, _ = self._wait(self.client.send_goal_async(
-            LLMChatAction.Goal(prompt=prompt, stream_unit=unit), goal_uuid=goal_id))
-        assert handle.accepted
-        res, t_end = self._wait(handle.get_result_async())
-        text = res.result.response
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:    # the tap may still be receiving the last ones
-            with self._lock:
-                got = list(self._feedback.get(key, ()))
-            if ''.join(p for _, p in got) == text:
-                break
-            time.sleep(0.005)
-        else:
+        got = []    # (monotonic receive time, partial): every one (exact_feedback)
+        goal = self.client.send_goal(
+            prompt, action=self.action, exact_feedback=True, timeout=600.0, stream_unit=unit,
+            feedback=lambda text: got.append((time.monotonic(), text)))
+        outcome = goal.result()
+        text = outcome.result.response
+        if not outcome.feedback_complete:
             raise AssertionError(f'{unit}: feedback does not concatenate to the reply')
-        with self._lock:
-            self._feedback.pop(key, None)
+        key = goal.key
         node = self._node_pieces(key.hex())
         assert ''.join(p for _, p in node['pieces']) == text
-        return dict(text=text, sent=t0, result=t_end, tokens=res.result.completion_tokens,
+        return dict(text=text, sent=goal.sent_at, result=goal.result_at,
+                    tokens=outcome.result.completion_tokens,
                     partials=got, pieces=node['pieces'], end=node['end'])
 
 
@@ -271,8 +237,8 @@ def main(argv=None) -> int:
     rounds = 1 if args.quick else args.rounds
     max_tokens = min(args.max_tokens, 96) if args.quick else args.max_tokens
     load_start = os.getloadavg()
-    graph = GraphClient()
-    bench = Bench(graph, args.model, max_tokens, args.n_threads)
+    client = ChatClient(name=f'bench_sentences_{uuid.uuid4().hex[:6]}')
+    bench = Bench(client, args.model, max_tokens, args.n_threads)
     vs_last, vs_next, transport = [], [], []
     inner_last, inner_next, final_last = [], [], []
     first_ratio, first_s, full_s = [], [], []
@@ -309,7 +275,7 @@ def main(argv=None) -> int:
                     f'tokens, first sentence {first:.2f} s of {full:.2f} s')
     finally:
         bench.close()
-        graph.close()
+        client.close()
     cpu_us = splitter_cpu_us(piece_runs)
     load_end = os.getloadavg()
 

@@ -23,12 +23,14 @@ No ROS, no llama.cpp:
   text_stream.py     UTF-8-safe streaming with stop-sequence hold-back
   sentence_stream.py sentence-sized streaming for speech
   stats.py, memory.py   statistics, RSS
+  config_paths.py    where config files are (share directory, source tree)
+  node_process.py    the chat node as a child process (demo, benchmarks, tests)
   settings.py        every parameter, once (param_docs.py writes the YAML and README table)
 ROS (rclpy):
   chat_node.py       the lifecycle node; reply_tracking.py: the rclpy internals it relies on
   chat_diagnostics.py, diagnostics_compat.py   /diagnostics
   lifecycle_client.py, lifecycle_manager.py    driving lifecycle nodes
-  client.py          a client for chat_service / chat_action
+  client.py          a client for chat_service / chat_action / sessions / lifecycle
   tool_bridge.py, ros_schema.py   ROS services as LLM tools
   tts_bridge.py      speak a streamed reply sentence by sentence
   demo.py, examples/ the main job and example clients

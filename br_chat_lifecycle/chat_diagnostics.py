@@ -9,6 +9,9 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 
 KEYS = (  # (key in the status, key in the snapshot, format)
     ('lifecycle_state', 'lifecycle_state', '{}'),
+    ('backend', 'backend', '{}'),
+    ('base_url', 'base_url', '{}'),     # without credentials
+    ('model', 'model', '{}'),           # the model's name on the server (backend openai)
     ('model_path', 'model_path', '{}'),
     ('model_file_mb', 'model_file_mb', '{:.1f}'),
     ('model_load_s', 'model_load_s', '{:.3f}'),

@@ -42,6 +42,8 @@ from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import rss_mb, trim_heap
+from .openai_backend import BackendError, OpenAIEngine, RemoteConfig
+from .remote_url import public_url
 from .session_cache import SessionCache, SessionDisk
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
 from .sentence_stream import SentenceStream
@@ -145,8 +147,8 @@ class ChatNode(LifecycleNode):
         before = rss_mb()
         cache = SessionCache(int(values['session_cache_mb'] * 2**20))
         try:
-            engine = LlamaEngine(settings.build(ModelConfig, values), cache, self._log)
-        except ModelLoadError as e:
+            engine = self._make_engine(values, cache)
+        except (ModelLoadError, BackendError) as e:
             return self._configure_failed(str(e))
         try:
             formats = FormatResolver(values['response_format'], values['json_schema_file'],
@@ -187,17 +189,29 @@ class ChatNode(LifecycleNode):
         self._updater.setHardwareID(info.path.rsplit('/', 1)[-1])
         self.configure_error = ''
         self.lifecycle_state = 'inactive'
+        if isinstance(engine, OpenAIEngine):
+            loaded = (f'backend openai: model {info.path!r} at {engine.url} (checked in '
+                      f'{info.load_time_s:.2f} s); up to n_parallel={info.n_parallel} requests '
+                      f'in flight, n_ctx={info.n_ctx}')
+        else:
+            loaded = (f'loaded {info.path} ({info.file_size_bytes / 1e6:.1f} MB) in '
+                      f'{info.load_time_s:.2f} s; n_parallel={info.n_parallel} slots x n_ctx='
+                      f'{info.n_ctx} (trained {info.n_ctx_train}; context '
+                      f'~{engine.context_mb:.0f} MB), n_threads={info.n_threads}, chat template '
+                      f'from {info.chat_template_source}')
         self.get_logger().info(
-            f'configured: loaded {info.path} ({info.file_size_bytes / 1e6:.1f} MB) in '
-            f'{info.load_time_s:.2f} s; n_parallel={info.n_parallel} slots x n_ctx='
-            f'{info.n_ctx} (trained {info.n_ctx_train}; context ~{engine.context_mb:.0f} MB), '
-            f'n_threads={info.n_threads}, chat template '
-            f'from {info.chat_template_source}, output format {formats.description}; RSS '
+            f'configured: {loaded}, output format {formats.description}; RSS '
             f'{before:.0f} -> {rss_mb():.0f} MB; serving '
             f'{self.resolve_service_name(values["chat_service_name"])} and {action_name} once '
             'active')
         self._updater.force_update()
         return SUCCESS
+
+    def _make_engine(self, values: dict, cache: SessionCache):
+        """Create the generation backend: llama.cpp here, or an OpenAI-compatible server."""
+        if values['backend'] == 'openai':
+            return OpenAIEngine(settings.build(RemoteConfig, values), cache, self._log)
+        return LlamaEngine(settings.build(ModelConfig, values), cache, self._log)
 
     def _warn_if_name_taken(self) -> None:
         """Two nodes with one name share lifecycle services and parameters: ``ros2 lifecycle
@@ -465,10 +479,18 @@ class ChatNode(LifecycleNode):
     # ================================================================ diagnostics
     def snapshot(self) -> dict:
         core, engine = self._core, self._engine
+        if isinstance(engine, OpenAIEngine):
+            backend = ('openai', engine.url, engine.config.model)
+        elif engine is not None:
+            backend = ('local', '', '')
+        else:  # what the next configure uses
+            backend = (self._param('backend'), public_url(self._param('base_url')),
+                       self._param('model'))
         rss = rss_mb()
         snap = dict(self.stats.snapshot())
         snap.update(
             lifecycle_state=self.lifecycle_state,
+            backend=backend[0], base_url=backend[1], model=backend[2],
             configure_error=self.configure_error,
             last_error=self.stats.last_error,
             last_generation_failed=self.stats.last_generation_failed,

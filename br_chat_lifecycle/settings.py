@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .remote_url import public_url, url_error
+
 
 @dataclass(frozen=True)
 class Param:
@@ -54,7 +56,50 @@ def _name(v):
     return None if v and ' ' not in v else f'must be a non-empty ROS name (got {v!r})'
 
 
+def _url(v):
+    if not v:
+        return None  # required with backend openai: a cross-parameter rule in validate()
+    err = url_error(v)
+    if err is None:
+        return None
+    return f'{err} (got {public_url(v)!r})'   # credentials in the URL are not repeated
+
+
+def _env_name(v):
+    # The value is not repeated: someone may have put the key itself here.
+    if not v or (v.replace('_', 'a').isalnum() and v.isascii() and not v[0].isdigit()):
+        return None
+    return ('must be the NAME of an environment variable holding the key (letters, digits '
+            'and _), not the key itself')
+
+
 PARAMS: Sequence[Param] = (
+    # --- backend (read on configure) ---------------------------------------------------
+    Param('backend', 'local',
+          'Where replies are generated: local = llama.cpp in this process (the model_path '
+          'GGUF); openai = a remote OpenAI-compatible server (llama.cpp server, vLLM, Ollama) '
+          'at base_url serving model (then the model_path .. use_mlock parameters are not '
+          'used; n_ctx is the context the node trims histories to, n_parallel the requests '
+          'in flight). See docs/remote_backend.md.',
+          check=_one_of('local', 'openai')),
+    Param('base_url', '',
+          'backend openai: the server\'s OpenAI API root, e.g. http://gpu-server:8000/v1 '
+          '(http or https; required). Credentials in it never appear in logs or '
+          'diagnostics.', check=_url),
+    Param('model', '',
+          'backend openai: the model\'s name on the server, as its GET /v1/models lists it '
+          '(required; configure fails if the server does not serve it).'),
+    Param('api_key_env', '',
+          'backend openai: NAME of the environment variable holding the API key (sent as a '
+          'Bearer token; the key itself never appears in parameters, logs or diagnostics). '
+          'Empty: no key.', check=_env_name),
+    Param('request_timeout_s', 300.0,
+          'backend openai: longest time one request may take on the server, from sending it '
+          'to the end of its stream; beyond it the request ends with success=false and the '
+          'text so far.', check=_range(0.1, 86400.0)),
+    Param('connect_timeout_s', 5.0,
+          'backend openai: longest time to open a connection to the server (configure '
+          'fails, or the request fails, naming the URL).', check=_range(0.1, 600.0)),
     # --- model (read on configure) -----------------------------------------------------
     Param('model_path', '',
           'GGUF model file. Empty: the default model, SmolLM2-135M-Instruct Q4_1 from the '
@@ -187,6 +232,7 @@ PARTNERS: Dict[str, Sequence[str]] = {
     'max_tokens': ('n_ctx',), 'n_ctx': ('max_tokens',),
     'response_format': ('json_schema_file', 'grammar_file'),
     'json_schema_file': ('response_format',), 'grammar_file': ('response_format',),
+    'backend': ('base_url', 'model'), 'base_url': ('backend',), 'model': ('backend',),
 }
 
 
@@ -241,6 +287,11 @@ def validate(values: Dict[str, Any]) -> List[str]:
         errors.append('response_format: json_schema needs json_schema_file')
     if fmt == 'grammar' and not values.get('grammar_file'):
         errors.append('response_format: grammar needs grammar_file')
+    if values.get('backend') == 'openai':
+        for name, what in (('base_url', "the server's API root, e.g. http://host:8000/v1"),
+                           ('model', 'the model name the server lists at GET /v1/models')):
+            if name in values and not values[name]:
+                errors.append(f'{name}: required with backend openai ({what})')
     if 'max_tokens' in values and 'n_ctx' in values and values['max_tokens'] >= values['n_ctx']:
         errors.append(f'max_tokens: must be smaller than n_ctx ({values["max_tokens"]} >= '
                       f'{values["n_ctx"]})')

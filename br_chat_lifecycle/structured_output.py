@@ -5,20 +5,20 @@ Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF g
 Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,
 reached through the engine's ``json_grammar``). This module only decides which format applies
 to a request, loads/validates the files behind the node's defaults (a relative path is looked
-up in the package's share directory, then the working directory: ``config_file_candidates``),
+up in the package's share directory, then the working directory: config_paths.py),
 and checks a finished reply.
 """
 from dataclasses import dataclass
 import json
 import os
-import stat
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked
     import jsonschema
 except ImportError:  # pragma: no cover
     jsonschema = None
 
+from .config_paths import config_file_candidates, resolve_config_file  # noqa: F401 (API)
 from .grammars import ByteLRU, check_gbnf, json_grammar, schema_to_gbnf
 
 FORMATS = ('text', 'json', 'json_schema', 'grammar')
@@ -55,47 +55,7 @@ class OutputFormat:
         return None
 
 
-PACKAGE = 'br_chat_lifecycle'
-
-
-def config_file_candidates(path: str) -> List[str]:
-    """
-    Where a json_schema_file / grammar_file parameter value is looked for, in order.
-
-    Absolute (or ``~``) paths: only themselves. Relative paths: the package's installed share
-    directory's ``config/`` and the share directory itself (from the ament index, when the
-    package is installed), then the node's working directory. So ``robot_command.gbnf``,
-    ``config/robot_command.gbnf`` and a path next to where the node was started all work.
-    """
-    path = os.path.expanduser(path)
-    if os.path.isabs(path):
-        return [path]
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = get_package_share_directory(PACKAGE)
-        candidates += [os.path.join(share, 'config', path), os.path.join(share, path)]
-    except (ImportError, LookupError, ValueError):  # not installed / no ament index
-        pass
-    candidates.append(os.path.abspath(path))
-    return candidates
-
-
 MAX_CONFIG_FILE_BYTES = 1 << 20  # a schema or grammar file; more is certainly a mistake
-
-
-def resolve_config_file(path: str, what: str) -> str:
-    """Return the first existing candidate for ``path`` (see config_file_candidates)."""
-    candidates = config_file_candidates(path)
-    for candidate in candidates:
-        if os.path.exists(candidate):
-            if not os.path.isfile(candidate):
-                kind = ('a directory' if os.path.isdir(candidate) else
-                        'a FIFO' if stat.S_ISFIFO(os.stat(candidate).st_mode) else
-                        'a device or socket')
-                raise ValueError(f'{what} {candidate!r} is {kind}, not a regular file')
-            return candidate
-    raise ValueError(f'{what} {path!r} not found (looked for {", ".join(candidates)})')
 
 
 def _read(path: str, what: str) -> str:

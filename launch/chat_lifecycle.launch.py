@@ -18,7 +18,7 @@ Works on Humble and Jazzy: only launch/launch_ros API present in both is used
 (LifecycleNode gets both name= and namespace=, which Humble requires).
 """
 
-import os
+from br_chat_lifecycle.config_paths import package_config_file
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -26,16 +26,6 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 PACKAGE = 'br_chat_lifecycle'
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _config_file(name):
-    """<share>/br_chat_lifecycle/config/<name>, or the source tree when not installed."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory(PACKAGE), 'config', name)
-    except Exception:  # PackageNotFoundError / ament_index absent: running from the source tree
-        return os.path.join(os.path.dirname(HERE), 'config', name)
 
 
 def _true(text):
@@ -52,7 +42,7 @@ def chat_parameters(params_file, model_path):
 
 def manager_parameters(node_name, autostart):
     """parameters= of the lifecycle manager: its YAML, then this launch's node and autostart."""
-    return [_config_file('lifecycle_manager.yaml'),
+    return [package_config_file('lifecycle_manager.yaml'),
             {'node_names': [node_name], 'autostart': _true(autostart)}]
 
 
@@ -101,7 +91,7 @@ def generate_launch_description():
             'model_path', default_value='',
             description='GGUF model file; empty keeps the model_path of params_file'),
         DeclareLaunchArgument(
-            'params_file', default_value=_config_file('br_chat.yaml'),
+            'params_file', default_value=package_config_file('br_chat.yaml'),
             description='YAML parameter file of the chat node'),
         DeclareLaunchArgument(
             'namespace', default_value='', description='Namespace of the nodes'),

@@ -27,6 +27,8 @@ Works on Humble and Jazzy: only launch/launch_ros API present in both is used.
 
 import os
 
+from br_chat_lifecycle.config_paths import package_config_file
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -37,15 +39,6 @@ PACKAGE = 'br_chat_lifecycle'
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHAT_NODE = 'chat_node'
 BRIDGE_NODE = 'tool_bridge'
-
-
-def _config_file(name):
-    """<share>/br_chat_lifecycle/config/<name>, or the source tree when not installed."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory(PACKAGE), 'config', name)
-    except Exception:  # PackageNotFoundError / ament_index absent: running from the source tree
-        return os.path.join(os.path.dirname(HERE), 'config', name)
 
 
 def _true(text):
@@ -61,7 +54,7 @@ def bridge_parameters(params_file, dry_run):
 
 def manager_parameters(autostart):
     """parameters= of the bridge's lifecycle manager."""
-    return [_config_file('lifecycle_manager.yaml'),
+    return [package_config_file('lifecycle_manager.yaml'),
             {'node_names': [BRIDGE_NODE], 'autostart': _true(autostart)}]
 
 
@@ -102,10 +95,10 @@ def generate_launch_description():
             'model_path', default_value='',
             description='GGUF model file; empty keeps the model_path of chat_params_file'),
         DeclareLaunchArgument(
-            'chat_params_file', default_value=_config_file('br_chat.yaml'),
+            'chat_params_file', default_value=package_config_file('br_chat.yaml'),
             description='YAML parameter file of the chat node'),
         DeclareLaunchArgument(
-            'bridge_params_file', default_value=_config_file('tool_bridge.yaml'),
+            'bridge_params_file', default_value=package_config_file('tool_bridge.yaml'),
             description='YAML parameter file of the tool bridge'),
         DeclareLaunchArgument(
             'namespace', default_value='', description='Namespace of the nodes'),

@@ -1,36 +1,28 @@
 """Test harness for the chat node: run it as a real process, talk to it over a real graph.
 
-  ChatNodeProcess  starts ``python -m br_chat_lifecycle.chat_node`` with a params YAML file,
-                   keeps its log, reads its RSS/threads from /proc, stops or kills it.
-  GraphClient      one rclpy node (own Context, MultiThreadedExecutor in a thread) with the
-                   calls a user makes: lifecycle change_state/get_state (what
-                   ``ros2 lifecycle set/get`` call), chat_service, chat_action (feedback,
-                   cancel), and a /diagnostics subscription.
-Every wait is bounded; a timeout raises AssertionError with the node's log tail.
+  ChatNodeProcess  br_chat_lifecycle.node_process.NodeProcess: ``python -m
+                   br_chat_lifecycle.chat_node`` with a params YAML file, its log, RSS/threads
+                   from /proc, stop (SIGINT) or kill.
+  GraphClient      br_chat_lifecycle.client.ChatClient (own Context, MultiThreadedExecutor in
+                   a thread: lifecycle, chat_service, chat_action, sessions, ~/stats) plus what
+                   tests need on top: errors as AssertionError, the vendor-style calls with a
+                   service/action name, any other service client, and /diagnostics.
+Every wait is bounded; a timeout raises AssertionError.
 """
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import uuid
 from pathlib import Path
+import time
 from typing import Dict, List, Optional
+import uuid
 
-import yaml
-
-import rclpy
-from rclpy.action import ActionClient
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
-from action_msgs.msg import GoalStatus
+from br_chat_lifecycle import client as chat_client
+from br_chat_lifecycle.lifecycle_client import LifecycleError
+from br_chat_lifecycle.node_process import NodeProcess
 from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+from ros_helpers import wait_until  # noqa: F401 (re-exported: the tests' one wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,31 +35,8 @@ TRANSITIONS = {
     'shutdown_inactive': Transition.TRANSITION_INACTIVE_SHUTDOWN,
     'shutdown_active': Transition.TRANSITION_ACTIVE_SHUTDOWN,
 }
-
-
-def _proc_field(pid: int, field: str) -> int:
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def wait_until(predicate, what: str, timeout: float = 60.0, period: float = 0.02,
-               raise_: bool = True, log=None):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout``.
-    ``log``: optional callable returning a node log, whose tail the timeout error shows."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            if not raise_:
-                return value
-            tail = f'\n--- node log tail ---\n{log()[-3000:]}' if log else ''
-            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}{tail}')
-        time.sleep(period)
+STATUS = chat_client.STATUS_NAMES
+_ERRORS = (chat_client.ChatClientError, LifecycleError)
 
 
 def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
@@ -88,117 +57,69 @@ def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int =
     raise AssertionError(f'no reply to {what} after {attempts} attempts of {per_try} s')
 
 
-class ChatNodeProcess:
+class ChatNodeProcess(NodeProcess):
+    """The node process, started in the repository root, its output in a log file."""
 
     def __init__(self, params: Dict, name: Optional[str] = None, extra_args=()):
-        self.name = name or f'chat_node_{uuid.uuid4().hex[:6]}'
-        self._dir = tempfile.mkdtemp(prefix='chat_node_')
-        self.params_file = os.path.join(self._dir, 'params.yaml')
-        with open(self.params_file, 'w') as f:
-            yaml.safe_dump({self.name: {'ros__parameters': dict(params)}}, f,
-                           allow_unicode=True)
-        self.log_path = os.path.join(self._dir, 'node.log')
-        self._log = open(self.log_path, 'w')
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'br_chat_lifecycle.chat_node', '--ros-args',
-             '-r', f'__node:={self.name}', '--params-file', self.params_file, *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_mb(self) -> float:
-        return _proc_field(self.pid, 'VmRSS') / 1024.0
-
-    def threads(self) -> int:
-        return _proc_field(self.pid, 'Threads')
-
-    def log_text(self) -> str:
-        self._log.flush()
-        with open(self.log_path, errors='replace') as f:
-            return f.read()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(5)
+        super().__init__(params, name=name, extra_args=extra_args, cwd=str(REPO_ROOT))
 
 
-class GraphClient:
+class GraphClient(chat_client.ChatClient):
+    """A ChatClient with its own context whose failures are AssertionErrors (a test failure
+    with the reason), plus service calls by name and a /diagnostics subscription."""
 
     def __init__(self, name: Optional[str] = None):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name or f'test_client_{uuid.uuid4().hex[:6]}',
-                                      context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        super().__init__(name=name or f'test_client_{uuid.uuid4().hex[:6]}',
+                         wait_timeout=20.0, timeout=120.0)
         self._clients = {}
         self.diagnostics: List[DiagnosticArray] = []
         self._diag_sub = None
 
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:
-            pass
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(5)
-
     # ------------------------------------------------------------ plumbing
     def _client(self, kind, name):
+        """The client for service/action ``name`` of type ``kind``, made once. Lifecycle and
+        chat clients are the ChatClient's own, so a request that primes one (see call_retry)
+        primes the client that the other methods use."""
+        if kind is LLMChat:
+            return self.service_client(name)
+        if kind is LLMChatAction:
+            return self.action_client(name)
+        if kind in (ChangeState, GetState) and name.startswith('/'):
+            node, _, service = name.rpartition('/')
+            if service in ('change_state', 'get_state'):
+                lifecycle = self.lifecycle(node)
+                # LifecycleClient has no public accessor for its two clients
+                return lifecycle._change_state if kind is ChangeState else lifecycle._get_state
         key = (kind, name)
         if key not in self._clients:
-            if kind is LLMChatAction:
-                self._clients[key] = ActionClient(self.node, kind, name)
-            else:
-                self._clients[key] = self.node.create_client(kind, name)
+            self._clients[key] = self.node.create_client(kind, name)
         return self._clients[key]
 
     @staticmethod
     def wait_future(future, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-            time.sleep(0.005)
-        return future.result()
+        try:
+            return chat_client.wait_future(future, timeout, what)
+        except chat_client.ChatTimeout:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what}') from None
 
     # ------------------------------------------------------------ lifecycle
+    def _lifecycle_call(self, node: str, call, **timeouts):
+        lifecycle = self.lifecycle(f'/{node.lstrip("/")}')
+        for attr, value in timeouts.items():
+            setattr(lifecycle, attr, float(value))
+        try:
+            return call(lifecycle)
+        except _ERRORS as e:
+            raise AssertionError(str(e)) from None
+
     def change_state(self, node: str, transition: str, timeout: float = 60.0) -> bool:
-        cli = self._client(ChangeState, f'/{node}/change_state')
-        assert cli.wait_for_service(timeout_sec=20.0), f'/{node}/change_state not available'
-        req = ChangeState.Request()
-        req.transition.id = TRANSITIONS[transition]
-        return self.wait_future(cli.call_async(req), timeout, f'{transition} of {node}').success
+        """The node's answer to one transition (what ``ros2 lifecycle set`` prints)."""
+        return self._lifecycle_call(node, lambda lc: lc.change_state(TRANSITIONS[transition]),
+                                    transition_timeout=timeout)
 
     def get_state(self, node: str, timeout: float = 10.0) -> str:
-        cli = self._client(GetState, f'/{node}/get_state')
-        assert cli.wait_for_service(timeout_sec=20.0), f'/{node}/get_state not available'
-        return self.wait_future(cli.call_async(GetState.Request()), timeout,
-                                f'get_state of {node}').current_state.label
+        return self._lifecycle_call(node, lambda lc: lc.get_state(),
+                                    get_state_timeout=timeout)
 
     def available_transitions(self, node: str) -> List[str]:
         cli = self._client(GetAvailableTransitions, f'/{node}/get_available_transitions')
@@ -215,21 +136,15 @@ class GraphClient:
     def chat_request(self, prompt: str, service: str = 'chat_service', timeout: float = 120.0,
                      wait_service: float = 20.0, **fields):
         """Call the service; returns the future (call .result() after wait_future)."""
-        cli = self._client(LLMChat, service)
-        assert cli.wait_for_service(timeout_sec=wait_service), f'{service} not available'
-        req = LLMChat.Request(prompt=prompt, **fields)
-        return cli.call_async(req)
+        try:
+            return self.chat_async(prompt, service=service, wait=wait_service, **fields)
+        except chat_client.NotAvailable as e:
+            raise AssertionError(str(e)) from None
 
     def chat(self, prompt: str, service: str = 'chat_service', timeout: float = 120.0,
              **fields):
         fut = self.chat_request(prompt, service, timeout, **fields)
         return self.wait_future(fut, timeout, f'{service} reply to {prompt[:30]!r}')
-
-    def action_available(self, action: str = 'chat_action', timeout: float = 20.0) -> bool:
-        return self._client(LLMChatAction, action).wait_for_server(timeout_sec=timeout)
-
-    def send_goal(self, prompt: str, action: str = 'chat_action', **fields) -> 'GoalRun':
-        return GoalRun(self, self._client(LLMChatAction, action), prompt, fields)
 
     # ------------------------------------------------------------ diagnostics
     def subscribe_diagnostics(self):
@@ -237,55 +152,17 @@ class GraphClient:
             self._diag_sub = self.node.create_subscription(
                 DiagnosticArray, '/diagnostics', self.diagnostics.append, 50)
 
-    def latest_status(self, name_contains: str, timeout: float = 10.0, since: float = 0.0,
+    def latest_status(self, name_contains: str, timeout: float = 10.0, since: int = 0,
                       predicate=lambda s: True):
         """Most recent DiagnosticStatus whose name contains ``name_contains`` and that was
         received after ``since`` (index into self.diagnostics) and satisfies predicate."""
         self.subscribe_diagnostics()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def find():
             for msg in reversed(self.diagnostics[since:]):
                 for st in msg.status:
                     if name_contains in st.name and predicate(st):
                         return st
-            time.sleep(0.05)
-        raise AssertionError(f'no diagnostic status matching {name_contains!r} in {timeout} s')
-
-
-class GoalRun:
-    """One action goal: collects feedback, can cancel, waits for the result."""
-
-    def __init__(self, client: GraphClient, action_client, prompt: str, fields: dict):
-        self.client = client
-        self.partials: List[str] = []
-        self.first_partial = threading.Event()
-        assert action_client.wait_for_server(timeout_sec=20.0), 'chat_action not available'
-        goal = LLMChatAction.Goal(prompt=prompt, **fields)
-        self._send = action_client.send_goal_async(goal, feedback_callback=self._feedback)
-        self.handle = None
-
-    def _feedback(self, msg):
-        self.partials.append(msg.feedback.partial)
-        self.first_partial.set()
-
-    def accepted(self, timeout: float = 20.0) -> bool:
-        self.handle = GraphClient.wait_future(self._send, timeout, 'goal response')
-        return self.handle.accepted
-
-    def cancel(self, timeout: float = 20.0):
-        if self.handle is None:
-            self.accepted()
-        return GraphClient.wait_future(self.handle.cancel_goal_async(), timeout, 'cancel')
-
-    def result(self, timeout: float = 120.0):
-        """(status, result) once the goal ends."""
-        if self.handle is None:
-            assert self.accepted(), 'goal was rejected'
-        res = GraphClient.wait_future(self.handle.get_result_async(), timeout, 'goal result')
-        # Feedback and result travel on different topics: let late feedback arrive.
-        time.sleep(0.2)
-        return res.status, res.result
-
-
-STATUS = {GoalStatus.STATUS_SUCCEEDED: 'succeeded', GoalStatus.STATUS_ABORTED: 'aborted',
-          GoalStatus.STATUS_CANCELED: 'canceled'}
+            return None
+        return wait_until(find, f'a diagnostic status matching {name_contains!r}', timeout,
+                          0.05)

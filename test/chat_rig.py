@@ -1,34 +1,22 @@
 """A chat node process plus the client-side plumbing to talk to it (``Rig``), for the
 reliability and robustness suites.
 
-Feedback is collected with a plain subscription to the action's feedback topic (reliable,
-depth 20000) instead of ActionClient's feedback callback: rclpy's ActionClient drops the
-callback as soon as the result arrives, and result (a service reply) and feedback (a topic)
-are not ordered with respect to each other, so a fast reply routinely "loses" its last
-partials on the client side. The tap sees every feedback message the node published.
+The plumbing is br_chat_lifecycle.client's: KEEP_ALL service clients, and feedback collected by
+a FeedbackTap (a plain subscription to the action's feedback topic) instead of ActionClient's
+feedback callback, which rclpy drops as soon as the result arrives (result and feedback are
+not ordered, so a fast reply routinely "loses" its last partials on the client side). One tap
+per rig sees every feedback message the node published, also for goals sent through an
+Endpoint on another participant.
 """
-import json
-import threading
 import time
 import uuid
-from collections import defaultdict
 
-from chat_harness import ChatNodeProcess, GraphClient, STATUS, wait_until
-
-from rclpy.action import ActionClient
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rcl_interfaces.srv import SetParameters
-from std_msgs.msg import String
-from unique_identifier_msgs.msg import UUID
+from br_chat_lifecycle import client as chat_client
+from chat_harness import ChatNodeProcess, GraphClient, wait_until
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
-
-# Reader side of the feedback tap. DDS acknowledges a reliable sample when it reaches the
-# reader's history, not when Python takes it, so the node's publisher (KEEP_LAST 1000) never
-# drops for us; what can overflow is THIS history while the Python executor lags behind a
-# fast stream (the tiny model streams thousands of tokens/s). Deep enough for every test.
-FEEDBACK_QOS = QoSProfile(depth=20000, reliability=ReliabilityPolicy.RELIABLE)
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 
 
 class Rig:
@@ -50,18 +38,13 @@ class Rig:
         self.proc = ChatNodeProcess(full, name=f'rel_node_{uid}')
         self.name = self.proc.name
         node = graph.node
-        self._lock = threading.Lock()
-        self.partials = defaultdict(list)     # goal uuid bytes -> [partial, ...]
         # tap=False: no feedback subscriber of this process (to see a departed client alone)
-        self._tap = node.create_subscription(
-            LLMChatAction.Impl.FeedbackMessage, f'/{self.action}/_action/feedback',
-            self._on_feedback, FEEDBACK_QOS) if tap else None
-        self.stats_msgs = []                  # (monotonic receive time, dict)
-        self._stats_sub = node.create_subscription(
-            String, f'/{self.name}/stats', self._on_stats, 10)
-        self.service_client = node.create_client(LLMChat, self.service)
+        self.tap = chat_client.FeedbackTap(node, f'/{self.action}') if tap else None
+        self._stats = chat_client.StatsWatch(node, f'/{self.name}', keep=100000)
+        self.service_client = chat_client.make_service_client(node, self.service)
         # An ActionClient subscribes to the feedback topic too: none without the tap either.
-        self.action_client = ActionClient(node, LLMChatAction, self.action) if tap else None
+        self.action_client = (chat_client.make_action_client(node, self.action)
+                              if tap else None)
         self._params_client = node.create_client(SetParameters, f'/{self.name}/set_parameters')
         self.closed = False
         if bring_up:
@@ -69,12 +52,10 @@ class Rig:
             self.wait_servers()
 
     # ---------------------------------------------------------------- plumbing
-    def _on_feedback(self, msg):
-        with self._lock:
-            self.partials[bytes(msg.goal_id.uuid)].append(msg.feedback.partial)
-
-    def _on_stats(self, msg):
-        self.stats_msgs.append((time.monotonic(), json.loads(msg.data)))
+    @property
+    def stats_msgs(self):
+        """(monotonic receive time, dict) of every ~/stats message received."""
+        return self._stats.messages
 
     def log(self) -> str:
         try:
@@ -94,9 +75,9 @@ class Rig:
             return self.proc.proc.returncode
         self.closed = True
         node = self.graph.node
-        for sub in (self._tap, self._stats_sub):
-            if sub is not None:
-                node.destroy_subscription(sub)
+        for part in (self.tap, self._stats):
+            if part is not None:
+                part.destroy()
         node.destroy_client(self.service_client)
         node.destroy_client(self._params_client)
         if self.action_client is not None:
@@ -122,14 +103,12 @@ class Rig:
     def stats(self, since=None, predicate=lambda s: True, timeout=10.0) -> dict:
         """The newest ~/stats message received after ``since`` (monotonic) that satisfies
         ``predicate``."""
-        since = time.monotonic() if since is None else since
-
-        def find():
-            for t, snap in reversed(list(self.stats_msgs)):
-                if t >= since and predicate(snap):
-                    return snap
-            return None
-        return wait_until(find, 'a matching ~/stats message', timeout, log=self.log)
+        try:
+            return self._stats.wait(predicate, timeout, since)
+        except chat_client.ChatTimeout:
+            raise AssertionError(f'timed out after {timeout:.0f} s waiting for a matching '
+                                 f'~/stats message\n--- node log tail ---\n'
+                                 f'{self.log()[-3000:]}') from None
 
     # ---------------------------------------------------------------- chat
     def call_async(self, prompt, **fields):
@@ -149,8 +128,8 @@ class Endpoint:
 
     def __init__(self, rig: Rig, graph: GraphClient):
         self.rig = rig
-        self.service_client = graph.node.create_client(LLMChat, rig.service)
-        self.action_client = ActionClient(graph.node, LLMChatAction, rig.action)
+        self.service_client = chat_client.make_service_client(graph.node, rig.service)
+        self.action_client = chat_client.make_action_client(graph.node, rig.action)
         assert self.service_client.wait_for_service(timeout_sec=20.0)
         assert self.action_client.wait_for_server(timeout_sec=20.0)
 
@@ -162,31 +141,30 @@ class Endpoint:
 
 
 class Goal:
-    """One action goal with a caller-chosen id, so its feedback can be matched exactly."""
+    """One action goal (a ChatGoal whose feedback comes from the rig's tap), with the
+    harness's conventions: AssertionError on timeouts, result() -> (status name, result)."""
 
     def __init__(self, rig: Rig, prompt: str, fields: dict, action_client=None):
         self.rig = rig
-        self.id = UUID(uuid=list(uuid.uuid4().bytes))
-        self.key = bytes(self.id.uuid)
         self.sent = time.monotonic()
-        self._send = (action_client or rig.action_client).send_goal_async(
-            LLMChatAction.Goal(prompt=prompt, **fields), goal_uuid=self.id)
-        self.handle = None
+        self._goal = chat_client.ChatGoal(
+            action_client or rig.action_client, LLMChatAction.Goal(prompt=prompt, **fields),
+            tap=rig.tap, feedback_grace=10.0)
+        self.id, self.key = self._goal.id, self._goal.key
+
+    @property
+    def handle(self):
+        return self._goal.handle
 
     @property
     def partials(self):
-        with self.rig._lock:
-            return list(self.rig.partials.get(self.key, ()))
+        return self._goal.partials
 
     def accepted(self, timeout=20.0) -> bool:
-        if self.handle is None:
-            self.handle = GraphClient.wait_future(self._send, timeout, 'goal response')
-            if self.handle.accepted:
-                # ask for the result at once, as a real client does: the reply then arrives
-                # as soon as the goal ends (and not only if the server still exists when we
-                # get round to asking)
-                self._result = self.handle.get_result_async()
-        return self.handle.accepted
+        try:
+            return self._goal.accepted(timeout)
+        except chat_client.ChatTimeout:
+            raise AssertionError(f'timed out after {timeout} s waiting for goal response')
 
     def wait_feedback(self, timeout=20.0):
         assert self.accepted(), 'goal was rejected'
@@ -194,17 +172,21 @@ class Goal:
 
     def cancel(self, timeout=20.0):
         assert self.accepted()
-        return GraphClient.wait_future(self.handle.cancel_goal_async(), timeout, 'cancel')
+        try:
+            return self._goal.cancel(timeout)
+        except chat_client.ChatTimeout:
+            raise AssertionError(f'timed out after {timeout} s waiting for cancel')
 
     def result(self, timeout=60.0):
         """(status name, result); also waits (bounded) until the feedback tap has every
         partial of the reply, so callers can compare ''.join(partials) with the response."""
         assert self.accepted(), 'goal was rejected'
-        res = GraphClient.wait_future(self._result, timeout, 'goal result')
-        text = res.result.response
-        # No raise: the caller's comparison reports any difference.
-        wait_until(lambda: ''.join(self.partials) == text, 'all feedback', 10.0, raise_=False)
-        return STATUS.get(res.status, str(res.status)), res.result
+        try:
+            outcome = self._goal.result(timeout)
+        except chat_client.ChatTimeout:
+            raise AssertionError(f'timed out after {timeout} s waiting for goal result')
+        # No raise on incomplete feedback: the caller's comparison reports any difference.
+        return outcome.status, outcome.result
 
 
 def proc_threads(rig) -> int:

@@ -39,13 +39,22 @@ def unique_name(prefix):
     return f'{prefix}_{uuid.uuid4().hex[:8]}'
 
 
-def wait_until(predicate, timeout, period=0.1):
-    """Poll predicate() until it is truthy or timeout s pass; returns its last value."""
+def wait_until(predicate, what, timeout=60.0, period=0.02, raise_=True, log=None):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass.
+
+    On timeout: raise AssertionError naming ``what`` (with the tail of ``log()``, a callable
+    returning a node log, when given); with ``raise_=False`` return the last (falsy) value.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value or time.monotonic() >= deadline:
+        if value:
             return value
+        if time.monotonic() > deadline:
+            if not raise_:
+                return value
+            tail = f'\n--- node log tail ---\n{log()[-3000:]}' if log else ''
+            raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}{tail}')
         time.sleep(period)
 
 
@@ -99,8 +108,9 @@ class RosProcess:
             return f.read()
 
     def wait_for_output(self, text, timeout):
-        return wait_until(lambda: text in self.output() or not self.alive(), timeout) \
-            and text in self.output()
+        return wait_until(lambda: text in self.output() or not self.alive(),
+                          f'{text!r} in the output of {self.name}', timeout, 0.1,
+                          raise_=False) and text in self.output()
 
     def kill(self):
         """SIGKILL: the process gets no chance to clean up (a crash)."""
@@ -197,10 +207,10 @@ class RosClient:
     def call(self, srv_type, service, request=None, timeout=10.0, wait=10.0):
         """Call a service; returns the response or None (not available / no answer in time)."""
         client = self.client(srv_type, service)
-        if not wait_until(client.service_is_ready, wait, 0.05):
+        if not wait_until(client.service_is_ready, service, wait, 0.05, raise_=False):
             return None
         future = client.call_async(request if request is not None else srv_type.Request())
-        if not wait_until(future.done, timeout, 0.02):
+        if not wait_until(future.done, f'{service} reply', timeout, 0.02, raise_=False):
             client.remove_pending_request(future)
             return None
         return future.result()
@@ -230,7 +240,8 @@ class RosClient:
     def wait_for_state(self, node_fqn, label, timeout=15.0):
         """True once get_state reports `label` within timeout seconds."""
         return bool(wait_until(
-            lambda: self.get_state(node_fqn, timeout=1.0, wait=1.0) == label, timeout, 0.1))
+            lambda: self.get_state(node_fqn, timeout=1.0, wait=1.0) == label,
+            f'{node_fqn} {label}', timeout, 0.1, raise_=False))
 
     # -- diagnostics --------------------------------------------------------------------------
 
@@ -249,7 +260,7 @@ class RosClient:
                 if predicate(status):
                     return status
             return None
-        return wait_until(find, timeout, 0.05)
+        return wait_until(find, f'status {name}', timeout, 0.05, raise_=False)
 
     def clear_diagnostics(self):
         del self.diagnostics[:]

@@ -90,7 +90,8 @@ def test_make_updater_uses_the_period_parameter_given_to_the_node(ros):
     name = f'{node.get_name()}: ticker'
     # Only the timer publishes 'tick' (nothing calls force_update here): it runs.
     assert wait_until(
-        lambda: len([s for s in ros.statuses(name) if s.message == 'tick']) >= 2, 5.0)
+        lambda: len([s for s in ros.statuses(name) if s.message == 'tick']) >= 2,
+        'two ticks', 5.0, 0.1, raise_=False)
     drop_node(ros, node)
 
 

@@ -101,7 +101,8 @@ def test_a_hanging_transition_times_out_with_state_unknown(ros, procs, record):
                                  '(the node may still be in the middle of it)')
     assert caught.value.state == 'unknown'
     # The node carries on and finishes the transition by itself.
-    assert wait_until(lambda: ros.get_state(node.fqn, timeout=1.0) == 'inactive', 20.0)
+    assert wait_until(lambda: ros.get_state(node.fqn, timeout=1.0) == 'inactive',
+                      'inactive', 20.0, 0.1, raise_=False)
     assert client.get_state() == 'inactive'
     client.destroy()
 

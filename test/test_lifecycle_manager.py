@@ -155,7 +155,8 @@ def test_autostart_brings_nodes_up_and_startup_is_idempotent(ros, procs, record)
     manager = start_manager(procs, [a, b], autostart=True)
     assert ros.wait_for_state(b.fqn, 'active', timeout=30.0), manager.output()
     assert ros.get_state(a.fqn) == 'active'
-    assert wait_until(lambda: call(ros, manager, 'is_active').success, 10.0)
+    assert wait_until(lambda: call(ros, manager, 'is_active').success, 'is_active', 10.0, 0.1,
+                      raise_=False)
 
     # A second startup finds everything active and performs no transition.
     mark = len(record.lines())
@@ -205,7 +206,8 @@ def test_is_active_answers_while_a_sequence_runs(ros, procs, record):
         target=lambda: result.update(startup=call(ros, manager, 'startup')))
     runner.start()
     try:
-        assert wait_until(lambda: (a.fqn, 'configure') in record.lines(), 20.0)
+        assert wait_until(lambda: (a.fqn, 'configure') in record.lines(), 'configure', 20.0,
+                          0.1, raise_=False)
         response = ros.trigger(f'{manager.fqn}/is_active', timeout=2.0)
         assert response is not None, 'is_active blocked behind the running startup'
         assert response.success is False
@@ -236,7 +238,8 @@ def test_killed_node_is_reported_and_brought_back_when_respawned(ros, procs, rec
     respawned = start_lifecycle_test_node(b.name, record_file=record.file)
     procs.append(respawned)
     assert ros.wait_for_state(b.fqn, 'active', timeout=30.0), manager.output()
-    assert wait_until(lambda: call(ros, manager, 'is_active').success, 10.0), manager.output()
+    assert wait_until(lambda: call(ros, manager, 'is_active').success, 'is_active', 10.0, 0.1,
+                      raise_=False), manager.output()
     assert ros.get_state(a.fqn) == 'active'  # the other node was left running
 
 
@@ -266,8 +269,10 @@ def test_node_deactivated_behind_the_managers_back_is_reactivated(ros, procs, re
     assert ros.wait_for_state(b.fqn, 'active', timeout=30.0), manager.output()
 
     assert ros.change_state(a.fqn, Transition.TRANSITION_DEACTIVATE) is True
-    assert wait_until(lambda: (a.fqn, 'deactivate') in record.lines(), 10.0)
-    assert wait_until(lambda: record.lines()[-1] == (a.fqn, 'activate'), 20.0), manager.output()
+    assert wait_until(lambda: (a.fqn, 'deactivate') in record.lines(), 'deactivate', 10.0, 0.1,
+                      raise_=False)
+    assert wait_until(lambda: record.lines()[-1] == (a.fqn, 'activate'), 'activate', 20.0, 0.1,
+                      raise_=False), manager.output()
     assert ros.get_state(a.fqn) == 'active'
 
 

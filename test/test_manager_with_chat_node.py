@@ -95,7 +95,8 @@ def test_manager_reports_failed_chat_node_configure(tmp_path, procs):
         assert response is not None and not response.success
         assert chat.name in response.message and 'configure' in response.message
         # The plain node, configured before the failure, is not left half-up silently.
-        assert wait_until(lambda: ros.get_state(plain.fqn) == 'unconfigured', 15)
+        assert wait_until(lambda: ros.get_state(plain.fqn) == 'unconfigured', 'unconfigured',
+                          15, 0.1, raise_=False)
         assert 'no_such_model.gguf' in chat.log_text()
     finally:
         ros.close()

@@ -17,7 +17,6 @@ concatenate to the result's response, which is the chat reply.
 
 Run: python -m pytest test/test_tts_bridge.py -q   (about a minute on 2 cores)
 """
-from collections import defaultdict
 import os
 from pathlib import Path
 import signal
@@ -30,9 +29,10 @@ import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from br_chat_lifecycle.client import FeedbackTap  # noqa: E402
 from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
 from chat_harness import GraphClient, REPO_ROOT, wait_until  # noqa: E402
-from chat_rig import FEEDBACK_QOS, Goal, Rig  # noqa: E402
+from chat_rig import Goal, Rig  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
 import pytest  # noqa: E402
@@ -104,19 +104,11 @@ class BridgeProcess:
              '-r', f'__node:={self.name}', *args],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
         node = graph.node
-        self._lock = threading.Lock()
-        self.partials = defaultdict(list)
-        self._tap = node.create_subscription(
-            LLMChatAction.Impl.FeedbackMessage, f'/{self.name}/ask/_action/feedback',
-            self._on_feedback, FEEDBACK_QOS)
+        self.tap = FeedbackTap(node, f'/{self.name}/ask')   # what chat_rig.Goal reads
         self.action_client = ActionClient(node, LLMChatAction, f'/{self.name}/ask')
         self.stop_client = node.create_client(Trigger, f'/{self.name}/stop')
         assert self.action_client.wait_for_server(timeout_sec=30), \
             f'bridge not available\n{self.log()[-2000:]}'
-
-    def _on_feedback(self, msg):
-        with self._lock:
-            self.partials[bytes(msg.goal_id.uuid)].append(msg.feedback.partial)
 
     def log(self) -> str:
         with open(self.log_path, errors='replace') as f:
@@ -132,7 +124,7 @@ class BridgeProcess:
 
     def close(self):
         node = self.graph.node
-        node.destroy_subscription(self._tap)
+        self.tap.destroy()
         node.destroy_client(self.stop_client)
         self.action_client.destroy()
         if self.proc.poll() is None:

@@ -1,26 +1,17 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Streaming action client for chat_action (console script ``chat_action_client``).
 
 Prints the reply as it is generated. Ctrl-C cancels the goal on the node (generation stops
 within a token or two) and prints what was generated so far.
 
   chat_action_client "Tell me about robots" [--session s1] [--reset]
+  chat_action_client --stream-unit sentence --max-tokens 64 "Tell me about robots"
 """
 import argparse
 import sys
 
-import rclpy
-from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
-
-from jobot_ai_msgs.action import LLMChatAction
-
-_STATUS = {GoalStatus.STATUS_SUCCEEDED: 'succeeded', GoalStatus.STATUS_ABORTED: 'aborted',
-           GoalStatus.STATUS_CANCELED: 'canceled'}
-
-
-def _spin_until(node, future, timeout=None):
-    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-    return future.result() if future.done() else None
+from br_chat_lifecycle.client import ChatClient, ChatClientError, NotAvailable
+from br_chat_lifecycle.examples.chat_client import add_request_options, request_options
 
 
 def main(argv=None):
@@ -30,54 +21,58 @@ def main(argv=None):
     parser.add_argument('--action', default='chat_action')
     parser.add_argument('--session', default='')
     parser.add_argument('--reset', action='store_true')
+    parser.add_argument('--timeout', type=float, default=300.0, help='seconds for the reply')
+    parser.add_argument('--stream-unit', default='', choices=['', 'token', 'sentence'],
+                        help='feedback per token piece (default) or per sentence')
+    add_request_options(parser)
     args, ros_args = parser.parse_known_args(argv)
 
-    rclpy.init(args=ros_args)
-    node = rclpy.create_node('chat_action_client')
-    client = ActionClient(node, LLMChatAction, args.action)
-    handle = None
+    # exact_feedback: every partial is printed, also those arriving after the result
+    client = ChatClient(action=args.action, name='chat_action_client', args=ros_args,
+                        timeout=args.timeout, exact_feedback=True)
+    goal = None
     code = 0
     try:
-        if not client.wait_for_server(timeout_sec=10.0):
-            print(f'error: action {args.action} is not available (is the node active?)',
-                  file=sys.stderr)
-            return 2
-        goal = LLMChatAction.Goal(prompt=' '.join(args.prompt), session_id=args.session,
-                                  reset_session=args.reset)
-        handle = _spin_until(node, client.send_goal_async(
-            goal, feedback_callback=lambda m: print(m.feedback.partial, end='', flush=True)),
-            timeout=10.0)
-        if handle is None or not handle.accepted:
-            print('error: goal rejected (node not active?)', file=sys.stderr)
-            return 1
-        outcome = _spin_until(node, handle.get_result_async())
+        goal = client.send_goal(' '.join(args.prompt), session_id=args.session,
+                                reset_session=args.reset, stream_unit=args.stream_unit,
+                                **request_options(args),
+                                feedback=lambda text: print(text, end='', flush=True))
+        outcome = goal.result()
     except KeyboardInterrupt:
-        if handle is None:
+        if goal is None or goal.handle is None:
+            client.close()
             return 130
         print('\n[cancelling...]', file=sys.stderr)
         try:
-            _spin_until(node, handle.cancel_goal_async(), timeout=5.0)
-            outcome = _spin_until(node, handle.get_result_async(), timeout=10.0)
+            goal.cancel(timeout=5.0)
+            outcome = goal.result(timeout=10.0)
+        except ChatClientError as e:
+            print(f'error: {e}', file=sys.stderr)
+            client.close()
+            return 130
         except KeyboardInterrupt:
+            client.close()
             return 130
         code = 130
+    except ChatClientError as e:
+        print(f'\nerror: {e}', file=sys.stderr)
+        client.close()
+        return 2 if isinstance(e, NotAvailable) else 1
     try:
-        if outcome is None:
-            print('\nerror: no result', file=sys.stderr)
-            return 1
         result = outcome.result
         print()
-        print(f'[{_STATUS.get(outcome.status, outcome.status)}; {result.finish_reason}; '
-              f'{result.completion_tokens} tokens; first text after '
-              f'{result.time_to_first_token_s:.2f} s; {result.latency_s:.2f} s total]',
-              file=sys.stderr)
+        print(f'[{outcome.status}; {result.finish_reason}; {result.completion_tokens} tokens; '
+              f'first text after {result.time_to_first_token_s:.2f} s; '
+              f'{result.latency_s:.2f} s total]', file=sys.stderr)
+        if not outcome.feedback_complete:
+            print('[the feedback received does not add up to the result; result:]\n'
+                  f'{result.response}', file=sys.stderr)
         if not result.success:
             print(f'error: {result.error}', file=sys.stderr)
             code = code or 1
         return code
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
 
 
 if __name__ == '__main__':

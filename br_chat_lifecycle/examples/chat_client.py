@@ -1,29 +1,30 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Service client for chat_service (console script ``chat_client``).
 
 Better than the vendor's example: shows errors and finish reasons, keeps a session, has a
 timeout, and without a prompt argument runs an interactive multi-turn chat.
 
   chat_client "What is ROS 2?"
+  chat_client --max-tokens 32 --temperature 0 "Name three robots."
   chat_client --session kitchen-robot            # interactive; 'reset' clears the session
 """
 import argparse
 import sys
 import uuid
 
-import rclpy
-from rclpy.node import Node
-
-from jobot_ai_msgs.srv import LLMChat
+from br_chat_lifecycle.client import ChatClient, ChatTimeout, NotAvailable
 
 
-def _ask(node: Node, client, prompt: str, session: str, reset: bool, timeout: float):
-    request = LLMChat.Request(prompt=prompt, session_id=session, reset_session=reset)
-    future = client.call_async(request)
-    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-    if not future.done():
-        client.remove_pending_request(future)
-        return None
-    return future.result()
+def add_request_options(parser):
+    """Add the per-request generation options (0 / negative: the node's value)."""
+    parser.add_argument('--max-tokens', type=int, default=0, help='cap on reply tokens')
+    parser.add_argument('--temperature', type=float, default=-1.0, help='0 = greedy')
+    parser.add_argument('--system-prompt', default='', help="instead of the node's")
+
+
+def request_options(args) -> dict:
+    return dict(max_tokens=args.max_tokens, temperature=args.temperature,
+                system_prompt=args.system_prompt)
 
 
 def main(argv=None):
@@ -35,17 +36,14 @@ def main(argv=None):
                         help='session id for multi-turn memory (interactive default: random)')
     parser.add_argument('--reset', action='store_true', help='clear the session first')
     parser.add_argument('--timeout', type=float, default=300.0, help='seconds per reply')
+    add_request_options(parser)
     args, ros_args = parser.parse_known_args(argv)
 
-    rclpy.init(args=ros_args)
-    node = rclpy.create_node('chat_client')
-    client = node.create_client(LLMChat, args.service)
+    client = ChatClient(service=args.service, name='chat_client', args=ros_args,
+                        timeout=args.timeout)
     code = 0
     try:
-        if not client.wait_for_service(timeout_sec=10.0):
-            print(f'error: service {args.service} is not available (is the node active?)',
-                  file=sys.stderr)
-            return 2
+        client.wait_for_service()
         if args.prompt:
             prompts = iter([' '.join(args.prompt)])
             session = args.session
@@ -57,12 +55,16 @@ def main(argv=None):
         for prompt in prompts:
             if prompt.strip() == 'reset' and not args.prompt:
                 prompt, reset = '', True
-            result = _ask(node, client, prompt, session, reset, args.timeout)
-            reset = False
-            if result is None:
+            try:
+                result = client.chat(prompt, session_id=session, reset_session=reset,
+                                     **request_options(args))
+            except ChatTimeout:
                 print(f'error: no reply within {args.timeout} s', file=sys.stderr)
                 code = 1
-            elif not result.success:
+                continue
+            finally:
+                reset = False
+            if not result.success:
                 print(f'error ({result.finish_reason}): {result.error}', file=sys.stderr)
                 if result.response:
                     print(f'partial reply: {result.response}')
@@ -72,11 +74,13 @@ def main(argv=None):
                 print(f'[{result.finish_reason}; {result.prompt_tokens} prompt + '
                       f'{result.completion_tokens} reply tokens; {result.latency_s:.2f} s]',
                       file=sys.stderr)
+    except NotAvailable as e:
+        print(f'error: {e}', file=sys.stderr)
+        code = 2
     except (KeyboardInterrupt, EOFError):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
     return code
 
 

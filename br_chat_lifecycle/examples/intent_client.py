@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Instruction -> robot command (console script ``intent_client``).
 
 Sends the sentence to chat_service with response_format "json_schema" and the robot command
@@ -16,19 +17,16 @@ import argparse
 import json
 import sys
 
-import rclpy
-
-from jobot_ai_msgs.srv import LLMChat
-
+from br_chat_lifecycle.client import ChatClient, ChatTimeout, NotAvailable
+from br_chat_lifecycle.config_paths import resolve_config_file
 from br_chat_lifecycle.grammars import parse_schema
-from br_chat_lifecycle.structured_output import resolve_config_file
 
 # Relative: the installed share/br_chat_lifecycle/config/ copy, else ./config/ (a checkout).
 DEFAULT_SCHEMA = 'config/robot_command.schema.json'
 
 
 def load_schema(path: str):
-    """(resolved path, schema text, parsed schema); raises ValueError with the reason."""
+    """Return (resolved path, schema text, parsed schema); raise ValueError with the reason."""
     resolved = resolve_config_file(path, 'schema file')
     try:
         with open(resolved, encoding='utf-8') as f:
@@ -74,23 +72,11 @@ def main(argv=None):
             print(f'error: {e}', file=sys.stderr)
             return 2
 
-    rclpy.init(args=ros_args)
-    node = rclpy.create_node('intent_client')
-    client = node.create_client(LLMChat, args.service)
+    client = ChatClient(service=args.service, name='intent_client', args=ros_args)
     try:
-        if not client.wait_for_service(timeout_sec=10.0):
-            print(f'error: service {args.service} is not available (is the node active?)',
-                  file=sys.stderr)
-            return 2
-        request = LLMChat.Request(prompt=' '.join(args.sentence),
-                                  response_format='json_schema', json_schema=schema_text)
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=args.timeout)
-        if not future.done():
-            client.remove_pending_request(future)
-            print(f'error: no reply within {args.timeout} s', file=sys.stderr)
-            return 1
-        result = future.result()
+        client.wait_for_service()
+        result = client.chat(' '.join(args.sentence), timeout=args.timeout,
+                             response_format='json_schema', json_schema=schema_text)
         if not result.success:
             print(f'error ({result.finish_reason}): {result.error}', file=sys.stderr)
             return 1
@@ -106,11 +92,16 @@ def main(argv=None):
         print(json.dumps(command, ensure_ascii=False, indent=2 if args.pretty else None))
         print(f'[{result.completion_tokens} tokens; {result.latency_s:.2f} s]', file=sys.stderr)
         return 0
+    except NotAvailable as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    except ChatTimeout:
+        print(f'error: no reply within {args.timeout} s', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 1
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
 
 
 if __name__ == '__main__':
