@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 from glob import glob
 
 from setuptools import find_packages, setup

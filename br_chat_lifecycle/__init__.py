@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle: a lifecycle-managed ROS 2 node serving a local llama.cpp LLM.
+"""
+br_chat_lifecycle: a lifecycle-managed ROS 2 node serving a local llama.cpp LLM.
 
 Each module is about one thing (docs/design.md draws how they fit together).
 

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The chat service logic, independent of ROS: validate, admit, keep sessions, generate.
+"""
+The chat service logic, independent of ROS: validate, admit, keep sessions, generate.
 
 ``ChatCore.submit`` is called from any thread (ROS callbacks) and never blocks: it returns a
 ``Job`` that is either already finished (invalid request, queue full, not accepting) or will
@@ -10,19 +11,18 @@ ROS callback thread never does more than validation. The engine's scheduler thre
 them (``_complete``). Every job gets exactly one ``ChatReply``: nothing a client sent is
 dropped silently.
 """
-import time
 from dataclasses import dataclass, field
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import request_options, tool_calls
 from .job_queue import Job, JobQueue, QueueClosed, QueueFull
 from .sampling import SamplingParams
 from .session_cache import SessionDisk, StoredSession
-from .sessions import SessionStore, session_id_error
+from .sessions import session_id_error, SessionStore
 from .slots import GenerationRequest, GenerationResult
 from .stats import ChatStats
 from .structured_output import FormatResolver, OutputFormat
-
 
 MAX_SCHEMA_CHARS = 65536  # a request's json_schema (turned into a grammar per request)
 
@@ -68,6 +68,7 @@ class ChatReply:
 @dataclass
 class CoreConfig:
     """Queue and session limits (field = node parameter; defaults: settings.PARAMS)."""
+
     n_parallel: int
     max_queue: int
     max_prompt_chars: int
@@ -79,10 +80,10 @@ class CoreConfig:
 @dataclass
 class GenerationSettings:
     """The live settings for one request (snapshotted when it is submitted)."""
+
     sampling: SamplingParams
     system_prompt: str
     max_generation_s: float
-
 
 
 @dataclass
@@ -146,9 +147,13 @@ class ChatCore:
         return job
 
     def cancel(self, job: Job, reason: str) -> None:
-        """Cancel one job: a running one stops within a step (a token or a prompt chunk); a
-        waiting one leaves the queue (freeing its place) and is answered 'cancelled' at once,
-        on the caller's thread, instead of after the generations in front of it."""
+        """
+        Cancel one job.
+
+        A running one stops within a step (a token or a prompt chunk); a waiting one leaves the
+        queue (freeing its place) and is answered 'cancelled' at once, on the caller's thread,
+        instead of after the generations in front of it.
+        """
         job.cancel(reason)
         if self._queue.remove(job):
             self._answer_cancelled(job)
@@ -169,8 +174,11 @@ class ChatCore:
 
     # ------------------------------------------------------------------ sessions on disk
     def load_saved_sessions(self) -> List[StoredSession]:
-        """Read the sessions saved in session_dir back (history; KV states stay on disk
-        until their conversation speaks). Returns what was found."""
+        """
+        Read the sessions saved in session_dir back and return what was found.
+
+        Only their histories are read: KV states stay on disk until their conversation speaks.
+        """
         if self.disk is None:
             return []
         found = self.disk.load_all()
@@ -209,8 +217,11 @@ class ChatCore:
 
     def _parse(self, req: ChatRequest, settings: GenerationSettings,
                on_text: Optional[Callable[[str], None]]) -> _Work:
-        """The request's own settings, history and tools (cheap checks; ValueError with the
-        field and the reason)."""
+        """
+        Return the request's own settings, history and tools.
+
+        Cheap checks only; a ValueError names the field and the reason.
+        """
         work = _Work(req, request_options.apply_options(req, settings, self.engine.n_ctx),
                      on_text)
         if req.messages_json.strip():
@@ -358,9 +369,9 @@ class ChatCore:
         if result.finish_reason == 'error':
             self._log('error', reply.error)
             self.stats.generation_failed(reply.error)
-        perf = dict(gen_tokens=result.completion_tokens, gen_s=result.generation_s,
-                    prompt_tokens_evaluated=result.prompt_tokens - result.reused_prompt_tokens,
-                    prompt_s=result.prompt_eval_s)
+        perf = {'gen_tokens': result.completion_tokens, 'gen_s': result.generation_s,
+                'prompt_tokens_evaluated': result.prompt_tokens - result.reused_prompt_tokens,
+                'prompt_s': result.prompt_eval_s}
         self._answer(job, reply, perf)
         self._queue.done(job)
 

@@ -1,4 +1,6 @@
-"""Chat-template rendering with injection-safe tokenization.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Chat-template rendering with injection-safe tokenization.
 
 The model's own chat template (GGUF metadata ``tokenizer.chat_template``) is rendered with
 llama-cpp-python's ``Jinja2ChatFormatter`` (the same Jinja environment llama.cpp's Python
@@ -18,9 +20,9 @@ from .tool_calls import mask_strings
 
 # Used when a GGUF carries no chat template (logged by the engine).
 CHATML_TEMPLATE = (
-    "{% for message in messages %}"
+    '{% for message in messages %}'
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}"
+    '{% endfor %}'
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -42,14 +44,18 @@ class ChatPrompt:
         self._add_bos = add_bos
 
     def render(self, messages: Sequence[Dict[str, str]], tools=None) -> str:
-        """The prompt as text (for logs and debugging)."""
+        """Return the prompt as text (for logs and debugging)."""
         kwargs = {'tools': tools} if tools else {}
         return self._formatter(messages=[dict(m) for m in messages], **kwargs).prompt
 
     def tokens(self, messages: Sequence[Dict[str, str]], tokenize: Tokenize,
                tools=None) -> List[int]:
-        """Token ids of the rendered conversation. ``tools`` (OpenAI tool declarations) are
-        handed to a template that renders them; every string in them is plain text too."""
+        """
+        Token ids of the rendered conversation.
+
+        ``tools`` (OpenAI tool declarations) are handed to a template that renders them; every
+        string in them is plain text too.
+        """
         contents = [_PRIVATE.sub('', m['content']) for m in messages]
         masked = [{'role': m['role'], 'content': f'{_OPEN}{i}{_CLOSE}'}
                   for i, m in enumerate(messages)]

@@ -1,4 +1,6 @@
-"""diagnostic_updater, or a small stand-in for it when it is not installed.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+diagnostic_updater, or a small stand-in for it when it is not installed.
 
 Why this module exists
 ----------------------
@@ -68,7 +70,8 @@ class CompatDiagnosticStatusWrapper(DiagnosticStatus):
 
 
 class CompatUpdater:
-    """Periodically runs diagnostic tasks and publishes them on /diagnostics.
+    """
+    Periodically runs diagnostic tasks and publishes them on /diagnostics.
 
     Same constructor and, for the methods listed in the module docstring, the same behaviour as
     diagnostic_updater.Updater. Thread-safe: tasks may be added and force_update() called from
@@ -131,7 +134,8 @@ class CompatUpdater:
 
 
 def make_updater(node):
-    """Return the real diagnostic_updater.Updater(node) if installed, else a CompatUpdater.
+    """
+    Return the real diagnostic_updater.Updater(node) if installed, else a CompatUpdater.
 
     Its period is the ``diagnostic_updater.period`` parameter (default 1.0 s; a value given to
     the node, e.g. in a launch file, YAML or ``-p``, wins). Call once per node.

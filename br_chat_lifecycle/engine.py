@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The LLM engine: parallel slots with continuous batching over llama.cpp, no ROS.
+"""
+The LLM engine: parallel slots with continuous batching over llama.cpp, no ROS.
 
 One llama.cpp context holds ``n_parallel`` sequences (slots). A scheduler thread runs the
 decode loop: every step puts into ONE ``llama_decode`` batch the next token of every slot that
@@ -34,12 +35,12 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import llama_cpp
 
 from .chat_prompt import CHATML_TEMPLATE, ChatPrompt
-from .model_loading import ModelConfig, ModelInfo, ModelLoadError, load  # noqa: F401
+from .model_loading import load, ModelConfig, ModelInfo, ModelLoadError  # noqa: F401
 from .sampling import Sampler, SamplingParams  # noqa: F401 (re-exported)
-from .session_cache import SavedSequence, SessionCache, model_identity
+from .session_cache import model_identity, SavedSequence, SessionCache
+from .slots import (common_prefix, Generation, GenerationRequest,  # noqa: F401 (re-exported)
+                    GenerationResult, Slot)
 from .tool_calls import template_supports_tools
-from .slots import (  # noqa: F401 (re-exported)
-    Generation, GenerationRequest, GenerationResult, Slot, common_prefix)
 
 # Prompt evaluation chunking: target seconds per step, the smallest chunk, and the speed
 # assumed before the first measurement (tokens/s). Small chunks cost no speed on a CPU
@@ -122,8 +123,11 @@ class LlamaEngine:
         return self._model.tokenize(text.encode('utf-8'), add_bos=add_bos, special=special)
 
     def prompt_tokens(self, messages: Sequence[Dict[str, str]], tools=None) -> List[int]:
-        """Token ids of the templated conversation, ending with the assistant header.
-        ``tools``: OpenAI tool declarations for a template that renders them itself."""
+        """
+        Token ids of the templated conversation, ending with the assistant header.
+
+        ``tools``: OpenAI tool declarations for a template that renders them itself.
+        """
         return self._prompt.tokens(messages, self._tokenize, tools)
 
     @property
@@ -136,14 +140,17 @@ class LlamaEngine:
         return len(self._slots)
 
     def session_identity(self) -> Dict:
-        """What a saved KV state depends on (session_cache.model_identity)."""
+        """Return what a saved KV state depends on (session_cache.model_identity)."""
         return model_identity(self.info.path, self._n_ctx_slot, self.chat_template,
                               llama_cpp.__version__)
 
     # ================================================================ requests
     def start(self, request: GenerationRequest) -> Generation:
-        """Queue a generation; it joins the batch at the next step a slot is free.
-        ``request.on_done`` is called exactly once, on the scheduler thread."""
+        """
+        Queue a generation; it joins the batch at the next step a slot is free.
+
+        ``request.on_done`` is called exactly once, on the scheduler thread.
+        """
         limit = max(0, min(request.sampling.max_tokens, self._n_ctx_slot - len(request.tokens)))
         gen = Generation(request, limit)
         with self._cond:
@@ -182,8 +189,11 @@ class LlamaEngine:
             self._cond.notify_all()
 
     def clear_cache(self) -> None:
-        """Forget every KV cache (slots and RAM): the next requests evaluate their whole
-        prompt (benchmarks' "cold" case, tests)."""
+        """
+        Forget every KV cache (slots and RAM).
+
+        The next requests evaluate their whole prompt (benchmarks' "cold" case, tests).
+        """
         done = threading.Event()
         with self._cond:
             self._forget.append(('*', done))
@@ -329,8 +339,11 @@ class LlamaEngine:
                     slot.tokens = []
 
     def snapshot_session(self, session: str) -> Optional[SavedSequence]:
-        """The KV state of a session that sits in a slot (scheduler thread only: call it
-        from an on_done callback)."""
+        """
+        Return the KV state of a session that sits in a slot.
+
+        Scheduler thread only: call it from an on_done callback.
+        """
         for slot in self._slots:
             if slot.session == session:
                 return self._save(slot)
@@ -401,7 +414,7 @@ class LlamaEngine:
         b.logits[i] = logits
 
     def _piece(self, token: int) -> bytes:
-        """The bytes of a token (cached: a vocabulary's pieces never change)."""
+        """Return the bytes of a token (cached: a vocabulary's pieces never change)."""
         piece = self._pieces.get(token)
         if piece is None:
             buf = ctypes.create_string_buffer(64)
@@ -455,9 +468,13 @@ class LlamaEngine:
     # ================================================================ teardown
     def close(self, save: Optional[Callable[[str, Optional[SavedSequence]], None]] = None,
               timeout: float = 10.0) -> bool:
-        """Stop the scheduler (running and queued generations end 'cancelled'), hand every
-        conversation's KV state to ``save`` (for session_dir), free the model and context.
-        False if the scheduler did not stop in time (then nothing is freed)."""
+        """
+        Stop the scheduler, then free the model and context.
+
+        Running and queued generations end 'cancelled' and every conversation's KV state is handed
+        to ``save`` (for session_dir) first. Returns False if the scheduler did not stop in time
+        (then nothing is freed).
+        """
         with self._cond:
             self._closing = True
             self._cond.notify_all()

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""llama.cpp grammar tools: bounded JSON Schema -> GBNF, the GBNF safety check, a byte-bounded LRU.
+"""
+llama.cpp grammar tools: bounded JSON Schema -> GBNF, the GBNF safety check, a byte-bounded LRU.
 
 The one place for GBNF / JSON-schema grammar work (ROS-free). What is llama.cpp's:
   * JSON Schema -> GBNF is llama-cpp-python's converter (``llama_grammar.json_schema_to_gbnf``);
@@ -40,7 +41,8 @@ from llama_cpp._logger import llama_log_callback  # llama-cpp-python's own log h
 
 @dataclass(frozen=True)
 class SchemaLimits:
-    """Bounds on a JSON Schema before llama-cpp-python turns it into a GBNF grammar.
+    """
+    Bounds on a JSON Schema before llama-cpp-python turns it into a GBNF grammar.
 
     Picked by measuring (bench/bench_grammars.py prints the numbers): the worst schema each
     limit allows goes through ``schema_to_gbnf`` in at most ~40 ms of CPU (jsonschema's
@@ -155,7 +157,8 @@ def _nesting(gbnf: str) -> int:
 
 
 def check_gbnf(gbnf: str) -> None:
-    """Raise ValueError (with llama.cpp's reason) unless llama.cpp accepts the GBNF grammar.
+    """
+    Raise ValueError (with llama.cpp's reason) unless llama.cpp accepts the GBNF grammar.
 
     ``LlamaGrammar.from_string`` (llama-cpp-python 0.3) does not parse the grammar: a bad one
     is only seen when generation starts, where the NULL grammar sampler crashes the process
@@ -204,7 +207,8 @@ def check_gbnf(gbnf: str) -> None:
 
 
 def fix_json_chars(gbnf: str) -> str:
-    """Keep raw control characters out of the converter's JSON strings.
+    """
+    Keep raw control characters out of the converter's JSON strings.
 
     The converter's string character class lets a raw newline (any control character) into
     strings, which is not JSON: exclude them as llama.cpp's json.gbnf does.
@@ -213,7 +217,8 @@ def fix_json_chars(gbnf: str) -> str:
 
 
 def json_grammar(schema: Optional[str] = None) -> str:
-    """Return GBNF for any JSON object (schema None) or for JSON valid under ``schema``.
+    """
+    Return GBNF for any JSON object (schema None) or for JSON valid under ``schema``.
 
     ``schema`` is JSON Schema text; llama-cpp-python's own converter does the work. No
     bounds: a request schema goes through ``schema_to_gbnf`` instead.
@@ -285,7 +290,8 @@ class _Walk:
         _fail(self.where, path, message)
 
     def unsupported(self, path, message):
-        """Record the first thing the converter cannot handle.
+        """
+        Record the first thing the converter cannot handle.
 
         It is raised after jsonschema's check_schema, whose message is better for a schema
         that is simply invalid.
@@ -432,7 +438,8 @@ class _Walk:
         self.charge(path, 2 * len(name) + 20)
 
     def all_of(self, parts: list, path, name: str, depth: int, under_ref: bool) -> None:
-        """Walk allOf as the converter does.
+        """
+        Walk allOf as the converter does.
 
         It merges the properties of the allOf parts (and of their anyOf parts, and of the
         $ref targets of either) into one object, visiting them again each time.
@@ -640,7 +647,8 @@ class _Walk:
         return bound, any(r for _, r in results)
 
     def discriminator(self, node: Any, path: List[Any]) -> Any:
-        """Return what tells this alternative apart early (None: unknown).
+        """
+        Return what tells this alternative apart early (None: unknown).
 
         That is its JSON type and, for objects, the first required property (and its const).
         """
@@ -702,7 +710,8 @@ class SchemaCost:
 
 def check_schema_limits(schema: Any, where: str,
                         limits: SchemaLimits = LIMITS) -> SchemaCost:
-    """Refuse (ValueError) a parsed JSON Schema whose grammar would be too large or slow.
+    """
+    Refuse (ValueError) a parsed JSON Schema whose grammar would be too large or slow.
 
     Run BEFORE converting. The message names ``where``, the JSON pointer of the offending
     keyword, its value and the limit, e.g. ``request json_schema: #/maxLength: maxLength =
@@ -756,7 +765,8 @@ def _normalize_integers(node: Any) -> None:
 
 
 def unenforced_keywords(schema: Any) -> List[str]:
-    """List the JSON pointers of keywords the converter ignores.
+    """
+    List the JSON pointers of keywords the converter ignores.
 
     The grammar does not enforce them, so a constrained reply may still fail validation,
     e.g. ``#/properties/n/minimum``.
@@ -805,7 +815,8 @@ def parse_schema(schema_text: str, where: str, limits: SchemaLimits = LIMITS) ->
 
 
 def check_schema(schema: Any, where: str, limits: SchemaLimits = LIMITS) -> SchemaCost:
-    """Check a parsed schema: an object within ``limits``, valid for its JSON Schema draft.
+    """
+    Check a parsed schema: an object within ``limits``, valid for its JSON Schema draft.
 
     The limits are walked first (cheap, and they bound what follows), then jsonschema's
     check_schema runs (~0.1-0.2 ms per subschema for draft 2020-12).
@@ -825,7 +836,8 @@ def check_schema(schema: Any, where: str, limits: SchemaLimits = LIMITS) -> Sche
 
 def schema_to_gbnf(schema_text: str, where: str,
                    limits: SchemaLimits = LIMITS) -> Tuple[str, dict]:
-    """GBNF for JSON valid under the JSON Schema ``schema_text``, within ``limits``.
+    """
+    GBNF for JSON valid under the JSON Schema ``schema_text``, within ``limits``.
 
     Returns ``(gbnf, parsed_schema)``; the grammar has passed ``check_gbnf``. Raises
     ValueError starting with ``where`` for: not JSON, not an object, an invalid schema, a
@@ -864,7 +876,8 @@ def schema_dict_to_gbnf(schema: dict, where: str, limits: SchemaLimits = LIMITS)
 
 
 class ByteLRU:
-    """A least-recently-used cache bounded by the total size (bytes) of its values.
+    """
+    A least-recently-used cache bounded by the total size (bytes) of its values.
 
     ``put(key, value, size)``: the caller states the size (e.g. the grammar's length). A
     value larger than ``max_bytes`` is not kept. Thread-safe.

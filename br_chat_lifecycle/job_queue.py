@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Admission for chat requests: at most ``max_running`` at once, ``max_waiting`` in line.
+"""
+Admission for chat requests: at most ``max_running`` at once, ``max_waiting`` in line.
 
 Every chat request (service or action) becomes a ``Job``. ``submit`` never blocks: when
 ``max_running`` jobs run and ``max_waiting`` wait, it raises ``QueueFull`` at once so the
@@ -115,7 +116,7 @@ class JobQueue:
             return True
 
     def done(self, job: Job) -> None:
-        """A running job has ended (its slot is free)."""
+        """Mark a running job as ended (its slot is free)."""
         with self._cond:
             if job in self._running:
                 self._running.remove(job)
@@ -123,8 +124,11 @@ class JobQueue:
             self._cond.notify_all()
 
     def cancel_all(self, reason: str) -> List[Job]:
-        """Cancel every running and waiting job; return them (waiting ones stay in line and
-        are answered 'cancelled' by the dispatcher without running)."""
+        """
+        Cancel every running and waiting job and return them.
+
+        Waiting ones stay in line and are answered 'cancelled' by the dispatcher without running.
+        """
         with self._cond:
             jobs = list(self._running) + list(self._waiting)
             self._cond.notify_all()
@@ -148,8 +152,11 @@ class JobQueue:
         return not self._thread.is_alive()
 
     def _next(self) -> Optional[Job]:
-        """The oldest waiting job that may start now (cancelled ones first: they only need
-        their answer)."""
+        """
+        Return the oldest waiting job that may start now.
+
+        Cancelled ones come first: they only need their answer.
+        """
         for job in self._waiting:
             if job.cancelled:
                 return job

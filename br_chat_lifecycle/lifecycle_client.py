@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Lifecycle service client for ONE managed node (plain rclpy, no manager policy).
+"""
+Lifecycle service client for ONE managed node (plain rclpy, no manager policy).
 
 The counterpart of nav2_util::LifecycleServiceClient: it talks to a standard lifecycle node
 (rclpy or rclcpp) through ``<node>/change_state`` and ``<node>/get_state`` (lifecycle_msgs) and
@@ -84,7 +85,8 @@ class ShuttingDown(Exception):
 
 
 class LifecycleError(Exception):
-    """A lifecycle service call on one node did not have the wanted result.
+    """
+    A lifecycle service call on one node did not have the wanted result.
 
     ``str(error)`` is a complete message naming the node, the operation and the reason.
     Attributes: ``node`` (fully qualified name), ``operation`` (transition name such as
@@ -123,7 +125,8 @@ def transition_name(transition):
 
 
 def resolve_node_name(node, name):
-    """Return the fully qualified name of `name` as seen from `node`.
+    """
+    Return the fully qualified name of `name` as seen from `node`.
 
     'chat_node' -> '/<namespace of node>/chat_node'; an absolute name is kept (expanded as a
     service name is). A trailing '/' and surrounding blanks are ignored.
@@ -134,7 +137,8 @@ def resolve_node_name(node, name):
 
 @contextlib.contextmanager
 def _shutdown_guard(node):
-    """Turn any error raised because `node`'s context shut down into ShuttingDown.
+    """
+    Turn any error raised because `node`'s context shut down into ShuttingDown.
 
     (Depending on the rclpy version, shutting the context down also destroys the node's
     clients: a call in progress then fails with InvalidHandle instead of timing out.)
@@ -162,7 +166,8 @@ class LifecycleClient:
 
     def __init__(self, node, managed_node, service_wait_timeout=10.0, transition_timeout=30.0,
                  get_state_timeout=2.0, get_state_attempts=3, callback_group=None):
-        """Create the two service clients on `node` (any rclpy Node).
+        """
+        Create the two service clients on `node` (any rclpy Node).
 
         managed_node: the lifecycle node's name, relative to `node`'s namespace or absolute.
         service_wait_timeout: seconds to wait for a service to appear before giving up on it.
@@ -199,7 +204,8 @@ class LifecycleClient:
 
     @_abandoned_on_shutdown
     def get_state(self, wait=None):
-        """Return the node's current state label ('active', 'configuring', ...).
+        """
+        Return the node's current state label ('active', 'configuring', ...).
 
         Waits up to `wait` s (default service_wait_timeout) for the service, then asks up to
         get_state_attempts times, each bounded by get_state_timeout. Raises ServiceUnavailable
@@ -224,7 +230,8 @@ class LifecycleClient:
 
     @_abandoned_on_shutdown
     def change_state(self, transition):
-        """Request one transition; return the node's answer (True = it reports success).
+        """
+        Request one transition; return the node's answer (True = it reports success).
 
         `transition` is a lifecycle_msgs Transition id (CONFIGURE, ACTIVATE, ...). Nothing is
         verified. Raises ServiceUnavailable (state 'unreachable'), NoResponse after
@@ -249,7 +256,8 @@ class LifecycleClient:
 
     @_abandoned_on_shutdown
     def transition(self, transition):
-        """Perform one transition and verify it with get_state; return the new state label.
+        """
+        Perform one transition and verify it with get_state; return the new state label.
 
         Raises what change_state raises, or TransitionFailed when the node reports failure or
         is not in the transition's target primary state afterwards (``state`` is then the state
@@ -316,7 +324,8 @@ class LifecycleClient:
 
 
 def get_states(clients, timeout):
-    """Ask several nodes for their state in parallel: {node_name: label, or None}.
+    """
+    Ask several nodes for their state in parallel: {node_name: label, or None}.
 
     One attempt each, all within `timeout` s, without waiting for services: None means the
     node's get_state service is not available or did not answer in time (a heartbeat).

@@ -1,4 +1,6 @@
-"""A small nav2-style lifecycle manager for ANY standard ROS 2 lifecycle node (plain rclpy).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+A small nav2-style lifecycle manager for ANY standard ROS 2 lifecycle node (plain rclpy).
 
 It drives an ordered list of lifecycle nodes through their transitions with the standard
 ``<node>/change_state`` and ``<node>/get_state`` services (lifecycle_msgs), offers std_srvs
@@ -56,10 +58,10 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from .diagnostics_compat import ERROR, make_updater, OK, WARN
-from .lifecycle_client import (
-    ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DEACTIVATE, get_states, INACTIVE_SHUTDOWN,
-    LifecycleClient, LifecycleError, PRIMARY_STATES, resolve_node_name, ShuttingDown,
-    transition_name, UNCONFIGURED_SHUTDOWN, UNREACHABLE)
+from .lifecycle_client import (ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DEACTIVATE,
+                               get_states, INACTIVE_SHUTDOWN, LifecycleClient, LifecycleError,
+                               PRIMARY_STATES, resolve_node_name, ShuttingDown, transition_name,
+                               UNCONFIGURED_SHUTDOWN, UNREACHABLE)
 
 # Plans: current primary state -> transitions still needed. A state missing from a plan means
 # the step cannot be done from there (the sequence fails with a message saying so).
@@ -119,9 +121,9 @@ class LifecycleManager(Node):
         self._target = None       # state the last successful sequence brought the system to
         self._busy = None         # name of the sequence in progress
         self._last_error = None   # message of the last failed sequence (cleared by a success)
-        self._node_state = {fqn: 'unknown' for fqn in self._nodes}
-        self._incident = {fqn: None for fqn in self._nodes}
-        self._recovery_allowed = {fqn: True for fqn in self._nodes}
+        self._node_state = dict.fromkeys(self._nodes, 'unknown')
+        self._incident = dict.fromkeys(self._nodes)
+        self._recovery_allowed = dict.fromkeys(self._nodes, True)
 
         for op in ('startup', 'shutdown', 'pause', 'resume', 'reset'):
             self.create_service(Trigger, f'~/{op}', self._trigger_callback(op),

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """Process memory (RSS) from /proc (Linux), plus returning freed heap to the OS."""
 import ctypes
 import ctypes.util

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Loading a GGUF model and creating its llama.cpp context, with the checks that must come first.
+"""
+Loading a GGUF model and creating its llama.cpp context, with the checks that must come first.
 
 Before anything is allocated: the file must be a readable GGUF, the context must not exceed
 what the model was trained for, and the KV cache for ``n_ctx`` tokens x ``n_parallel`` slots
@@ -9,9 +10,9 @@ loading: one context with ``n_seq_max = n_parallel`` sequences, each with its ow
 cells (non-unified KV cache), so every slot has the full context a client expects.
 """
 import ctypes
+from dataclasses import dataclass
 import os
 import time
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import llama_cpp
@@ -94,8 +95,11 @@ def check_model_file(path: str) -> None:
 
 
 def read_model_shape(path: str) -> ModelShape:
-    """Read the context-relevant sizes from the GGUF metadata without loading any weights
-    (llama.cpp's vocab-only load: ~0.1 s). Missing keys read as 0."""
+    """
+    Read the context-relevant sizes from the GGUF metadata without loading any weights.
+
+    Uses llama.cpp's vocab-only load (~0.1 s). Missing keys read as 0.
+    """
     from llama_cpp._logger import set_verbose
     set_verbose(False)  # the vocab-only load logs every metadata key at INFO
     params = llama_cpp.llama_model_default_params()
@@ -132,7 +136,7 @@ def read_model_shape(path: str) -> ModelShape:
 
 
 def mem_available_mb() -> float:
-    """MemAvailable from /proc/meminfo in MB (inf where unknown)."""
+    """Return MemAvailable from /proc/meminfo in MB (inf where unknown)."""
     try:
         with open('/proc/meminfo') as f:
             for line in f:
@@ -145,8 +149,11 @@ def mem_available_mb() -> float:
 
 def check_context_fits(shape: ModelShape, n_ctx: int, n_parallel: int, path: str,
                        available_mb: Optional[float] = None) -> float:
-    """Refuse a context the model was not trained for or the RAM cannot hold, before
-    llama.cpp allocates it. Returns the estimated context memory in MB."""
+    """
+    Refuse a context the model was not trained for or the RAM cannot hold.
+
+    Checked before llama.cpp allocates it. Returns the estimated context memory in MB.
+    """
     if shape.n_ctx_train and n_ctx > shape.n_ctx_train:
         raise ModelLoadError(
             f'n_ctx={n_ctx} exceeds the context {os.path.basename(path)} was trained for '
@@ -172,7 +179,8 @@ def resolve_threads(config: ModelConfig) -> Tuple[int, int]:
 
 def load(config: ModelConfig) -> Tuple['_internals.LlamaModel', '_internals.LlamaContext',
                                        ModelShape, float, float]:
-    """Check, then load the model and create its context.
+    """
+    Check, then load the model and create its context.
 
     Returns (model, context, shape, estimated context MB, load seconds). Raises
     ModelLoadError with the reason.

@@ -1,4 +1,6 @@
-"""config/br_chat.yaml and README's parameter table, generated from settings.PARAMS.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+config/br_chat.yaml and README's parameter table, generated from settings.PARAMS.
 
 The parameter table in settings.py is the one source: ``python -m
 br_chat_lifecycle.param_docs --write`` regenerates both files, and test/test_docs.py fails
@@ -6,9 +8,9 @@ when either is out of date (so a parameter's name, default and description are w
 """
 import argparse
 import json
+from pathlib import Path
 import sys
 import textwrap
-from pathlib import Path
 
 from . import settings
 
@@ -77,7 +79,7 @@ def replace_table(readme: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--write', action='store_true', help='rewrite the files')
     parser.add_argument('--root', default=str(Path(__file__).resolve().parent.parent))
     args = parser.parse_args(argv)

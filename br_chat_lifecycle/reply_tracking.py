@@ -1,4 +1,6 @@
-"""Knowing when a reply has been handed to rclpy, and when a cancel request has been processed.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Knowing when a reply has been handed to rclpy, and when a cancel request has been processed.
 
 rclpy has no public hook for either, and the node needs both:
   * deactivate/cleanup/shutdown must not destroy the servers (or the context) while a service
@@ -29,8 +31,11 @@ from rclpy.action import ActionServer
 
 
 class ReplyTracker:
-    """Counts requests whose reply has not been handed to rclpy yet; ``wait_idle`` waits
-    (bounded) until there are none."""
+    """
+    Counter of the requests whose reply has not been handed to rclpy yet.
+
+    ``wait_idle`` waits (bounded) until there are none.
+    """
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -56,8 +61,11 @@ class ReplyTracker:
 
 
 def track_service(service, tracker: ReplyTracker):
-    """Make ``tracker.end()`` run once the executor has sent a response of ``service`` (the
-    callback must call ``tracker.begin()`` when it starts)."""
+    """
+    Make ``tracker.end()`` run once the executor has sent a response of ``service``.
+
+    The callback must call ``tracker.begin()`` when it starts.
+    """
     send = service.send_response
 
     def send_response(response, header):
@@ -71,9 +79,13 @@ def track_service(service, tracker: ReplyTracker):
 
 
 class ChatActionServer(ActionServer):
-    """An ActionServer that reports (1) when every execute callback has ended and every result
-    a client asked for has been sent, through ``tracker``, and (2) when a cancel request has been processed (the goals it
-    cancels are CANCELING by then), through ``on_cancel_processed()``."""
+    """
+    An ActionServer that reports when results are sent and cancel requests processed.
+
+    It reports (1) when every execute callback has ended and every result a client asked for has
+    been sent, through ``tracker``, and (2) when a cancel request has been processed (the goals it
+    cancels are CANCELING by then), through ``on_cancel_processed()``.
+    """
 
     def __init__(self, *args, tracker: ReplyTracker,
                  on_cancel_processed: Optional[Callable[[], None]] = None, **kwargs):

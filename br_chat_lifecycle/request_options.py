@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""What a request may change for itself: generation options and a client-owned history.
+"""
+What a request may change for itself: generation options and a client-owned history.
 
 Each option field of LLMChat / LLMChatAction defaults to a sentinel that means "the node's
 parameter" (so a client that sets only ``prompt`` behaves as before); any other value is
@@ -23,12 +24,15 @@ SEED_RANDOM = -2   # the request's seed field: -1 = the node's seed, -2 = random
 
 
 def apply_options(request, node, n_ctx: int):
-    """The node's GenerationSettings ``node`` with the request's options applied (a new
-    object). Raises ValueError naming every invalid field."""
+    """
+    Return the node's GenerationSettings ``node`` with the request's options applied.
+
+    The result is a new object. Raises ValueError naming every invalid field.
+    """
     overrides: Dict[str, Any] = {}
     errors: List[str] = []
     if request.max_tokens < 0:
-        errors.append(f'max_tokens: must be >= 0 (0 = the node\'s max_tokens) (got '
+        errors.append(f"max_tokens: must be >= 0 (0 = the node's max_tokens) (got "
                       f'{request.max_tokens})')
     elif request.max_tokens > 0:
         overrides['max_tokens'] = int(request.max_tokens)
@@ -43,7 +47,7 @@ def apply_options(request, node, n_ctx: int):
     elif request.seed >= 0:
         overrides['seed'] = int(request.seed)
     elif request.seed != -1:
-        errors.append(f'seed: must be -1 (the node\'s seed), -2 (random) or in [0, '
+        errors.append(f"seed: must be -1 (the node's seed), -2 (random) or in [0, "
                       f'4294967294] (got {request.seed})')
     errors += node_settings.validate(overrides)
     max_tokens = overrides.get('max_tokens', node.sampling.max_tokens)
@@ -63,8 +67,11 @@ def apply_options(request, node, n_ctx: int):
 
 
 def _shortest(value: float) -> float:
-    """A float32 field's value as the shortest decimal that rounds to it (0.7, not
-    0.699999988079071): what the client wrote."""
+    """
+    Return a float32 field's value as the shortest decimal that rounds to it.
+
+    That is what the client wrote: 0.7, not 0.699999988079071.
+    """
     for digits in range(1, 10):
         candidate = round(value, digits)
         if abs(candidate - value) <= abs(value) * 6e-8:
@@ -73,7 +80,7 @@ def _shortest(value: float) -> float:
 
 
 def parse_messages(text: str, max_chars: int) -> List[Dict[str, Any]]:
-    """The messages of ``messages_json``; ValueError says precisely what is wrong."""
+    """Return the messages of ``messages_json``; a ValueError says precisely what is wrong."""
     try:
         messages = json.loads(text)
     except ValueError as e:
@@ -123,8 +130,11 @@ def parse_messages(text: str, max_chars: int) -> List[Dict[str, Any]]:
 def conversation(system_prompt: str, request_system: str,
                  client: Optional[Sequence[Dict[str, Any]]],
                  history: Sequence, prompt: str) -> List[Dict[str, Any]]:
-    """The messages to render: a system message, the history (the client's messages, or a
-    session's (user, assistant) turns), then the new prompt.
+    """
+    Return the messages to render.
+
+    A system message, the history (the client's messages, or a session's (user, assistant) turns),
+    then the new prompt.
 
     System message precedence: the request's ``system_prompt`` field, then the client's own
     system message(s) in ``messages_json``, then the node's ``system_prompt`` parameter.

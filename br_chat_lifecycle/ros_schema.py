@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ROS message types <-> JSON Schema and JSON values (for exposing ROS services as LLM tools).
+"""
+ROS message types <-> JSON Schema and JSON values (for exposing ROS services as LLM tools).
 
 Three operations on the generated Python class of a message (or of a service's Request):
 
@@ -51,10 +52,10 @@ Hand-written: the converters. rosidl_runtime_py (set_message_fields, message_to_
 has no PyPI wheel for the ROS 2 wheels this project installs, and its errors do not name the
 field path or the limit; the mapping above is small and shared by the schema and the converter.
 """
-import importlib
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+import importlib
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from rosidl_parser import definition as idl
@@ -138,7 +139,8 @@ def type_name_of(cls) -> str:
 
 
 def _constants(cls) -> List[Tuple[str, Any]]:
-    """Return (name, value) of the message's constants, in definition order.
+    """
+    Return (name, value) of the message's constants, in definition order.
 
     The generated metaclass exposes each as an upper-case property (``X__DEFAULT`` properties
     are field defaults, not constants). A byte constant's value becomes an int.
@@ -245,7 +247,8 @@ def _attach_constants(cls, specs: List[FieldSpec]) -> None:
 
 @lru_cache(maxsize=256)
 def message_fields(cls, max_depth: int = MAX_DEPTH) -> Tuple[FieldSpec, ...]:
-    """Return the field specs of a message class (cached).
+    """
+    Return the field specs of a message class (cached).
 
     Raises UnsupportedFieldError with the path from the message's top level, e.g.
     ``waypoints[].x``.
@@ -330,7 +333,8 @@ def describe_fields(cls, max_depth: int = MAX_DEPTH) -> str:
 
 # ================================================================ JSON -> message
 def json_to_message(cls, data, max_depth: int = MAX_DEPTH, _path: str = ''):
-    """Build a ``cls`` message from JSON ``data`` (a dict with exactly the message's fields).
+    """
+    Build a ``cls`` message from JSON ``data`` (a dict with exactly the message's fields).
 
     Strict: missing or unknown fields, wrong JSON types, out-of-range numbers, too long strings
     or arrays, and values outside a constant enum raise ArgumentError naming the field path.
@@ -426,7 +430,8 @@ def _json_type(value) -> str:
 
 # ================================================================ message -> JSON
 def message_to_json(msg) -> Dict[str, Any]:
-    """Return every field of ``msg`` as JSON-safe values.
+    """
+    Return every field of ``msg`` as JSON-safe values.
 
     Nested messages -> objects, arrays (lists, numpy arrays, array.array, bytes) -> lists,
     byte -> integer, char -> string, and a non-finite float -> the string "nan", "inf" or

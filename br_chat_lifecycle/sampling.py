@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""One request's sampling settings and its llama.cpp sampler chain.
+"""
+One request's sampling settings and its llama.cpp sampler chain.
 
 Each slot gets its own chain, built with llama-cpp-python's ``LlamaSampler`` in the order
 ``Llama`` builds it (penalties, then greedy, or top-k -> top-p -> min-p -> temperature ->
@@ -14,13 +15,13 @@ when the token is rejected, and the chain picks again from what the grammar allo
 result is a token the grammar accepts, chosen by the same samplers.
 """
 import ctypes
-import os
 from dataclasses import dataclass
+import os
 from typing import Optional, Sequence
 
 import llama_cpp
-import numpy as np
 from llama_cpp import _internals
+import numpy as np
 
 PENALTY_LAST_N = 64  # tokens the repetition penalty looks back over (llama-cpp-python's)
 
@@ -44,8 +45,12 @@ class Sampler:
 
     def __init__(self, model: '_internals.LlamaModel', params: SamplingParams,
                  grammar: Optional[str] = None):
-        """``grammar``: GBNF text already checked with grammars.check_gbnf (llama.cpp's
-        grammar sampler crashes on a bad grammar)."""
+        """
+        Build the sampler chain for ``params`` and, if given, ``grammar``.
+
+        ``grammar``: GBNF text already checked with grammars.check_gbnf (llama.cpp's grammar
+        sampler crashes on a bad grammar).
+        """
         self._chain = _internals.LlamaSampler()
         self._grammar = None
         n_vocab = llama_cpp.llama_vocab_n_tokens(model.vocab)
@@ -62,8 +67,7 @@ class Sampler:
             self._chain.add_min_p(params.min_p, 1)
             self._chain.add_temp(params.temperature)
             # -1: a seed of our own (llama.cpp's own "random" marker is 0xFFFFFFFF)
-            seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4),
-                                                                        'little')
+            seed = params.seed if params.seed >= 0 else int.from_bytes(os.urandom(4), 'little')
             self._chain.add_dist(min(seed, 0xFFFFFFFE))
         if grammar:
             self._grammar = llama_cpp.llama_sampler_init_grammar(

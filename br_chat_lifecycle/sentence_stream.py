@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Splits streamed text into sentences as soon as each one is complete (for text-to-speech).
+"""
+Splits streamed text into sentences as soon as each one is complete (for text-to-speech).
 
 ``SentenceStream(max_chars).feed(text)`` returns the sentences that became complete (possibly
 several, possibly none); ``finish()`` returns the rest. The concatenation of everything
@@ -40,8 +41,8 @@ must be released the moment the next character shows it is complete, and cut at 
 length); the sentence splitters of NLP libraries (nltk's punkt, pysbd, spaCy) work on whole
 texts, not increments, and would add a large dependency for this one job.
 """
-import unicodedata
 from typing import List, Optional, Tuple
+import unicodedata
 
 # Always end a sentence (with the closers that follow them).
 HARD = frozenset('。！？；!?;')
@@ -66,7 +67,8 @@ class SentenceStream:
     """Incremental sentence splitter; see the module docstring for the rules."""
 
     def __init__(self, max_chars: int = 200, preceding: str = ''):
-        """Split text into pieces of at most ``max_chars``.
+        """
+        Split text into pieces of at most ``max_chars``.
 
         ``preceding``: the text before the first one fed, when splitting the rest of a text
         split elsewhere (only its last character matters: a list number at the start of a
@@ -109,7 +111,8 @@ class SentenceStream:
         return piece
 
     def _boundary(self, buf: str, final: bool) -> Tuple[Optional[int], int]:
-        """Find the first sentence end in ``buf``.
+        """
+        Find the first sentence end in ``buf``.
 
         Returns (its end index or None, the index up to which ``buf`` is known to hold no
         sentence end).
@@ -139,7 +142,8 @@ class SentenceStream:
         return j
 
     def _decide(self, buf: str, i: int, final: bool) -> int:
-        """Decide whether the terminator at ``i`` ends a sentence.
+        """
+        Decide whether the terminator at ``i`` ends a sentence.
 
         Returns the end index of the sentence it ends, 0 if it ends none, or _UNDECIDED when
         the characters needed to tell have not arrived yet.

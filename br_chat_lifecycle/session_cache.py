@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Every conversation's KV cache kept warm: in RAM (bounded by bytes) and, optionally, on disk.
+"""
+Every conversation's KV cache kept warm: in RAM (bounded by bytes) and, optionally, on disk.
 
 When a slot is needed by another request, the engine saves the sequence state of the
 conversation it held (``llama_state_seq_get_data``: only that sequence's KV cells, not the
@@ -20,12 +21,12 @@ Hand-written: no library keeps llama.cpp sequence states; the file format is our
 File: MAGIC, 8-byte little-endian header length, JSON header, int32 tokens, KV blob.
 """
 import collections
+from dataclasses import dataclass
 import hashlib
 import json
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 MAGIC = b'BRCHATSESSION1\n'
@@ -57,7 +58,11 @@ class StoredSession:
 
 
 def model_identity(model_path: str, n_ctx: int, template: str, llama_version: str) -> Dict:
-    """What a saved KV state depends on. Reading 8 MiB of the model takes a few ms."""
+    """
+    Return what a saved KV state depends on.
+
+    Reading 8 MiB of the model takes a few ms.
+    """
     size = os.path.getsize(model_path)
     h = hashlib.sha256()
     with open(model_path, 'rb') as f:
@@ -84,9 +89,12 @@ def identity_mismatch(saved: Dict, current: Dict) -> str:
 
 
 class SessionCache:
-    """The RAM cache: session id -> SavedSequence, least recently used evicted beyond
-    ``max_bytes``. Used by the engine's scheduler thread only (the counters are read by
-    diagnostics from other threads: plain ints)."""
+    """
+    The RAM cache: session id -> SavedSequence, least recently used evicted beyond ``max_bytes``.
+
+    Used by the engine's scheduler thread only (the counters are read by diagnostics from other
+    threads: plain ints).
+    """
 
     def __init__(self, max_bytes: int, disk: Optional['SessionDisk'] = None):
         self.max_bytes = max_bytes
@@ -108,8 +116,11 @@ class SessionCache:
             self.ram_bytes -= old.nbytes
 
     def take(self, session: str) -> Tuple[Optional[SavedSequence], str]:
-        """Remove and return the session's saved state and where it came from ('ram',
-        'disk'), or (None, '')."""
+        """
+        Remove and return the session's saved state and where it came from.
+
+        Returns (state, 'ram' or 'disk'), or (None, '') when there is none.
+        """
         saved = self._ram.pop(session, None)
         if saved is not None:
             self.ram_bytes -= saved.nbytes
@@ -159,7 +170,7 @@ class SessionDisk:
     # ------------------------------------------------------------------ writing
     def write(self, session: str, history: List[Tuple[str, str]],
               saved: Optional[SavedSequence]) -> None:
-        """Queue a write (a newer write of the same session replaces a queued one)."""
+        """Queue a write; a newer write of the same session replaces a queued one."""
         with self._cond:
             self._pending[session] = (list(history), saved)
             self._pending.move_to_end(session)
@@ -254,8 +265,11 @@ class SessionDisk:
         return header, offset
 
     def load_all(self) -> List[StoredSession]:
-        """Every intact session file (history; whether its KV state is usable, and why not).
-        Bad files are skipped with a warning; leftover temporary files are removed."""
+        """
+        Every intact session file (history; whether its KV state is usable, and why not).
+
+        Bad files are skipped with a warning; leftover temporary files are removed.
+        """
         found = []
         for name in sorted(os.listdir(self.directory)):
             path = os.path.join(self.directory, name)
@@ -288,7 +302,7 @@ class SessionDisk:
         return found
 
     def read_kv(self, session: str) -> Optional[SavedSequence]:
-        """The session's KV state from its file, if usable (identity and checksum)."""
+        """Return the session's KV state from its file, if usable (identity and checksum)."""
         if not self._kv_ok.get(session):
             return None
         path = self.path(session)

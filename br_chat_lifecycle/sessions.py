@@ -1,14 +1,15 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Bounded store of multi-turn conversations (their text), keyed by session id.
+"""
+Bounded store of multi-turn conversations (their text), keyed by session id.
 
 Bounds: at most ``max_sessions`` conversations (the least recently used one is forgotten when
 a new one would exceed it) and at most ``max_turns`` user/assistant turns per conversation
 (oldest dropped first). Thread-safe: the dispatcher reads histories while the engine thread
 appends replies. The KV caches of the conversations live in session_cache.py.
 """
+from collections import OrderedDict
 import re
 import threading
-from collections import OrderedDict
 from typing import List, Optional, Tuple
 
 SESSION_ID_PATTERN = re.compile(r'^[A-Za-z0-9_.:\-]{1,64}$')
@@ -37,7 +38,7 @@ class SessionStore:
         return len(self._sessions)
 
     def history(self, session_id: str, touch: bool = True) -> List[Turn]:
-        """A copy of the session's turns (empty for unknown or empty ids)."""
+        """Return a copy of the session's turns (empty for unknown or empty ids)."""
         if not session_id:
             return []
         with self._lock:
@@ -65,8 +66,11 @@ class SessionStore:
                 self._sessions.popitem(last=False)
 
     def replace(self, session_id: str, turns: List[Turn], create: bool = False) -> None:
-        """Store a trimmed history (after dropping turns that no longer fit n_ctx), or with
-        ``create`` a history read back from session_dir."""
+        """
+        Store a trimmed history, or with ``create`` a history read back from session_dir.
+
+        A trimmed history is what is left after dropping the turns that no longer fit n_ctx.
+        """
         with self._lock:
             if session_id in self._sessions or create:
                 self._sessions[session_id] = list(turns)[-self.max_turns:]

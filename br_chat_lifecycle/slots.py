@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""A slot (one llama.cpp sequence of the shared context) and the generation running in it.
+"""
+A slot (one llama.cpp sequence of the shared context) and the generation running in it.
 
 The engine's scheduler thread owns every object here; nothing in this module is thread-safe.
 A ``Slot`` remembers which tokens its sequence holds in the KV cache and which conversation
@@ -8,8 +9,8 @@ request from admission to finish: the prompt tokens still to evaluate, its own s
 UTF-8-safe streaming with stop-sequence hold-back (text_stream.py), the hard token cap, and
 its timings.
 """
-import time
 from dataclasses import dataclass, field
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from .sampling import SamplingParams
@@ -52,7 +53,6 @@ class GenerationRequest:
     response_format: str = 'text'        # 'text' | 'json' | 'json_schema' | 'grammar'
 
 
-
 @dataclass
 class Slot:
     seq_id: int
@@ -67,8 +67,12 @@ class Slot:
 
 
 class Generation:
-    """One request inside a slot. Phases: 'prompt' (tokens left to evaluate) -> 'generate'
-    (a sampled token waits to be decoded) -> finished."""
+    """
+    One request inside a slot.
+
+    Phases: 'prompt' (tokens left to evaluate) -> 'generate' (a sampled token waits to be decoded)
+    -> finished.
+    """
 
     def __init__(self, request: GenerationRequest, limit: int):
         self.request = request

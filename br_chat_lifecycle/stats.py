@@ -1,11 +1,13 @@
-"""Request counters and rolling latency/throughput statistics (thread-safe, no ROS).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Request counters and rolling latency/throughput statistics (thread-safe, no ROS).
 
 Units are fixed and part of the interface (diagnostics values and the ~/stats topic):
 seconds (``*_s``), tokens per second (``*_tps``), megabytes (``*_mb``).
 """
+from collections import deque
 import statistics
 import threading
-from collections import deque
 from typing import Deque, Dict, Optional
 
 
@@ -50,8 +52,12 @@ class ChatStats:
     def record(self, outcome: str, latency_s: float, ttft_s: Optional[float] = None,
                gen_tokens: int = 0, gen_s: float = 0.0, prompt_tokens_evaluated: int = 0,
                prompt_s: float = 0.0, error: str = '') -> None:
-        """outcome: 'ok' | 'failed' | 'cancelled' (for a request that reached the queue or
-        was rejected by validation: validation failures count as 'failed')."""
+        """
+        Record the outcome of one request.
+
+        outcome: 'ok' | 'failed' | 'cancelled' (for a request that reached the queue or was
+        rejected by validation: validation failures count as 'failed').
+        """
         with self._lock:
             self.requests_total += 1
             if outcome == 'ok':

@@ -1,4 +1,6 @@
-"""Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Output formats: free text, any JSON, JSON valid under a JSON Schema, or a GBNF grammar.
 
 Constraining is llama.cpp's (grammars; JSON Schema -> GBNF by llama-cpp-python's converter,
 reached through the engine's ``json_grammar``). This module only decides which format applies
@@ -6,9 +8,9 @@ to a request, loads/validates the files behind the node's defaults (a relative p
 up in the package's share directory, then the working directory: config_paths.py),
 and checks a finished reply.
 """
+from dataclasses import dataclass
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Optional
 
 try:  # jsonschema gives precise validation errors; without it, JSON syntax is still checked
@@ -70,7 +72,8 @@ def _read(path: str, what: str) -> str:
 
 
 class FormatResolver:
-    """Builds the node's default format at configure time and resolves per-request ones.
+    """
+    Builds the node's default format at configure time and resolves per-request ones.
 
     JSON schemas become grammars through grammars.schema_to_gbnf (bounded: a hostile schema
     is refused before it is converted); converted formats are cached by schema text in an
@@ -120,7 +123,7 @@ class FormatResolver:
         return fmt
 
     def resolve(self, response_format: str, json_schema: str) -> OutputFormat:
-        """The format for one request; raises ValueError with a client-facing reason."""
+        """Return the format for one request; raise ValueError with a client-facing reason."""
         name = response_format.strip().lower()
         if not name:
             if json_schema.strip():

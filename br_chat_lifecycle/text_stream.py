@@ -1,4 +1,6 @@
-"""Turns a stream of token byte-pieces into text pieces that are safe to publish.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Turns a stream of token byte-pieces into text pieces that are safe to publish.
 
 Two things make naive streaming wrong:
   * a token may end in the middle of a multi-byte UTF-8 character (common for Chinese and
@@ -48,8 +50,12 @@ class TextStream:
         return self._emit(out)
 
     def finish(self) -> str:
-        """Release everything still held. An incomplete trailing UTF-8 sequence (generation
-        stopped in the middle of a character) is dropped rather than turned into U+FFFD."""
+        """
+        Release everything still held.
+
+        An incomplete trailing UTF-8 sequence (generation stopped in the middle of a character) is
+        dropped rather than turned into U+FFFD.
+        """
         if self.stopped:
             return ''
         self._decoder.reset()

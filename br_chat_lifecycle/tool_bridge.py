@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ROS services as LLM tools (executable ``tool_bridge``): instruction -> LLM -> service calls.
+"""
+ROS services as LLM tools (executable ``tool_bridge``): instruction -> LLM -> service calls.
 
 A lifecycle node between a user and the robot's services:
 
@@ -35,29 +36,27 @@ Instructions are handled one at a time, in arrival order.
 Hand-written: tool naming, the call loop and its reporting (the policy above); JSON Schema
 validation is jsonschema's, the ROS <-> JSON mapping is ros_schema's.
 """
+from dataclasses import dataclass, field
 import json
 import re
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from jobot_ai_msgs.srv import Instruct, LLMChat
 import jsonschema
-
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.validate_full_topic_name import validate_full_topic_name
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
-from jobot_ai_msgs.srv import Instruct, LLMChat
-
-from .ros_schema import (ArgumentError, UnsupportedFieldError, describe_fields,
-                         import_interface, json_to_message, message_schema, message_to_json)
+from .ros_schema import (ArgumentError, describe_fields, import_interface, json_to_message,
+                         message_schema, message_to_json, UnsupportedFieldError)
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -106,7 +105,7 @@ def _services(v):
 PARAMS: Sequence[Param] = (
     Param('services', [],
           'Exact names of the ROS services to offer as tools (relative names resolve in this '
-          'node\'s namespace; no wildcards). Only these can ever be called.', _services),
+          "node's namespace; no wildcards). Only these can ever be called.", _services),
     Param('descriptions', [],
           'Optional tool descriptions, one entry "SERVICE: text" per service (SERVICE as '
           'written in services, or its resolved name). Services without one get a generated '
@@ -176,13 +175,14 @@ class Tool:
 
 
 def tool_names(services: Sequence[str]) -> Dict[str, str]:
-    """Map resolved service names to tool names.
+    """
+    Map resolved service names to tool names.
 
     A tool name is the service name's last component, extended with more of the path (joined
     by "_") for names that would otherwise be the same.
     """
     parts = {s: [p for p in s.split('/') if p] for s in services}
-    depth = {s: 1 for s in services}
+    depth = dict.fromkeys(services, 1)
     while True:
         names = {s: '_'.join(parts[s][-depth[s]:]) for s in services}
         clashes = [s for s in services
@@ -214,7 +214,8 @@ def parse_descriptions(entries: Sequence[str], services: Sequence[str],
 
 
 def parse_tool_calls(text: str) -> List[Tuple[str, Any]]:
-    """Parse tool_calls_json into [(name, arguments)]; ValueError says what is wrong with it.
+    """
+    Parse tool_calls_json into [(name, arguments)]; ValueError says what is wrong with it.
 
     ``arguments`` may be an object or (OpenAI style) a string holding a JSON object.
     """
@@ -245,12 +246,12 @@ class CallResult:
     arguments: Any
     status: str                   # ok | dry_run | invalid | unavailable | timeout | failed
     service: str = ''             # | skipped
-    type: str = ''
+    type_name: str = ''
     response: Optional[Dict[str, Any]] = None
     error: str = ''
 
     def to_json(self) -> Dict[str, Any]:
-        return {'name': self.name, 'service': self.service, 'type': self.type,
+        return {'name': self.name, 'service': self.service, 'type': self.type_name,
                 'arguments': self.arguments, 'status': self.status,
                 'response': self.response, 'error': self.error}
 
@@ -523,7 +524,8 @@ class ToolBridge(LifecycleNode):
         return 'ok', future.result(), ''
 
     def execute_tool_calls(self, tool_calls_json: str) -> Execution:
-        """Check, then run (or with dry_run only report) the calls in ``tool_calls_json``.
+        """
+        Check, then run (or with dry_run only report) the calls in ``tool_calls_json``.
 
         Never raises for bad input, never calls a service that is not one of the tools.
         """
@@ -543,7 +545,7 @@ class ToolBridge(LifecycleNode):
                 error = (f'unknown tool {name!r}: not one of the configured tools '
                          f'({", ".join(self.tools) or "none"})')
             else:
-                result.service, result.type = tool.service, tool.type_name
+                result.service, result.type_name = tool.service, tool.type_name
                 error = next((_schema_error(e) for e in sorted(
                     tool.validator.iter_errors(args), key=lambda e: list(e.absolute_path))),
                     '')

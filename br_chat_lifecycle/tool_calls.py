@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-r"""Tool calls valid by construction: parse the tools, prompt for them, constrain, parse back.
+r"""
+Tool calls valid by construction: parse the tools, prompt for them, constrain, parse back.
 
 Format (Hermes / Qwen2.5, which llama.cpp's server also parses): the model answers with one or
 more blocks ``<tool_call>\n{"name": "<name>", "arguments": {...}}\n</tool_call>``.
@@ -27,8 +28,8 @@ the mapping of ``tool`` messages for such templates, and the extraction of the b
 """
 import copy
 import dataclasses
-import functools
 from dataclasses import dataclass, field
+import functools
 import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -204,7 +205,8 @@ def tools_system_message(tools: Sequence[Tool]) -> str:
 
 def adapt_messages(messages: Sequence[Dict[str, Any]],
                    template_supports_tools: bool) -> List[Dict[str, str]]:
-    """Messages (OpenAI style) as {"role", "content"} dicts the chat template can render.
+    """
+    Messages (OpenAI style) as {"role", "content"} dicts the chat template can render.
 
     * assistant messages with ``tool_calls`` (OpenAI form): the calls become
       ``<tool_call>`` blocks appended to the content (the format the model was shown);
@@ -250,7 +252,8 @@ def _call_of(tool_call: Dict[str, Any]) -> Dict[str, Any]:
 def prompt_with_tools(messages: Sequence[Dict[str, Any]], tools: Sequence[Tool], choice: str,
                       template_supports_tools: bool
                       ) -> Tuple[List[Dict[str, str]], Dict[str, Any]]:
-    """(messages, extra template kwargs) to render a request with tools.
+    """
+    (messages, extra template kwargs) to render a request with tools.
 
     With tool support: ``{"tools": [...]}`` for the template (Jinja2ChatFormatter forwards
     it). Without: the tools system message is appended to the first system message (or
@@ -272,7 +275,8 @@ def prompt_with_tools(messages: Sequence[Dict[str, Any]], tools: Sequence[Tool],
 
 def mask_strings(value: Any, first_index: int, open_mark: str = '\ue000',
                  close_mark: str = '\ue001') -> Tuple[Any, List[str]]:
-    """Replace every string of ``value`` (keys too) by a placeholder; return it and the texts.
+    """
+    Replace every string of ``value`` (keys too) by a placeholder; return it and the texts.
 
     Placeholders are ``<open><n><close>``, n counting from ``first_index``; the texts are
     JSON-escaped (as ``tojson`` writes them).
@@ -302,7 +306,8 @@ def mask_strings(value: Any, first_index: int, open_mark: str = '\ue000',
 
 
 def call_schema(tools: Sequence[Tool]) -> Dict[str, Any]:
-    """Build ONE JSON Schema for a call of any of ``tools``: name first, then its arguments.
+    """
+    Build ONE JSON Schema for a call of any of ``tools``: name first, then its arguments.
 
     Each tool's parameters become ``$defs/<tool>-args`` of the combined schema (the converter
     follows $ref through object keys only, not through ``oneOf/<i>``): the tool's local $refs
@@ -353,7 +358,8 @@ def _rebase(parameters: Dict[str, Any], base: str, tool: str) -> Dict[str, Any]:
 def tool_call_grammar(tools: Sequence[Tool], choice: str,
                       limits: ToolLimits = TOOL_LIMITS,
                       schema_limits: grammars.SchemaLimits = grammars.LIMITS) -> Optional[str]:
-    """Build the GBNF grammar for ``choice`` (from parse_tool_choice); None for "none"/no tools.
+    """
+    Build the GBNF grammar for ``choice`` (from parse_tool_choice); None for "none"/no tools.
 
     "required": 1..max_calls calls of any tool; a tool name: calls of that tool only; "auto":
     text that never contains ``<tool_call>``, then optionally such calls. Calls are separated
@@ -382,8 +388,12 @@ def tool_call_grammar(tools: Sequence[Tool], choice: str,
 
 @functools.lru_cache(maxsize=1)
 def no_call_grammar() -> str:
-    """GBNF for text that contains neither ``<tool_call>`` nor ``</tool_call>``: tool_choice
-    "none" when the conversation shows tools or tool calls (a model would imitate them)."""
+    """
+    Return GBNF for text that contains neither ``<tool_call>`` nor ``</tool_call>``.
+
+    Used for tool_choice "none" when the conversation shows tools or tool calls (a model would
+    imitate them).
+    """
     rules = ['root ::= tool-text'] + _text_rules('tool-text', 'tool-div', 'tool-part',
                                                  [CALL_OPEN[1:], CALL_CLOSE[1:]])
     gbnf = '\n'.join(rules) + '\n'
@@ -392,7 +402,8 @@ def no_call_grammar() -> str:
 
 
 def _wrap_calls(body: str, max_calls: int, text_first: bool) -> str:
-    r"""Wrap ``call ("\n" call){0,max_calls-1}`` around the converter's call grammar.
+    r"""
+    Wrap ``call ("\n" call){0,max_calls-1}`` around the converter's call grammar.
 
     ``text_first``: ``root ::= text (calls)?`` where the text contains neither
     ``<tool_call>`` nor ``</tool_call>`` (see ``_text_rules``).
@@ -416,7 +427,8 @@ def _wrap_calls(body: str, max_calls: int, text_first: bool) -> str:
 
 
 def _text_rules(text: str, div: str, part: str, literals: Sequence[str]) -> List[str]:
-    """GBNF rules for text in which "<" is never followed by one of ``literals``.
+    """
+    GBNF rules for text in which "<" is never followed by one of ``literals``.
 
     ``text ::= ([^<] | "<" div)* ("<"+ part)?``: after a "<", ``div`` follows the literals'
     common prefixes and must leave them with a different character (or another "<", which
@@ -461,7 +473,8 @@ def _text_rules(text: str, div: str, part: str, literals: Sequence[str]) -> List
 def parse_tool_calls(text: str, tools: Sequence[Tool], choice: str = 'auto',
                      limits: ToolLimits = TOOL_LIMITS
                      ) -> Tuple[str, List[Dict[str, Any]]]:
-    """(content text, calls) of a reply; each call ``{"name": ..., "arguments": {...}}``.
+    """
+    (content text, calls) of a reply; each call ``{"name": ..., "arguments": {...}}``.
 
     Every ``<tool_call>`` block is extracted, parsed and checked: a declared tool, arguments
     valid under its schema (jsonschema), the ``choice`` respected, at most ``max_calls``.

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Speak chat replies sentence by sentence (executable ``tts_bridge``).
+"""
+Speak chat replies sentence by sentence (executable ``tts_bridge``).
 
 A plain rclpy node (not a lifecycle node: it loads nothing, only forwards between the chat
 action and a text-to-speech service, so there is nothing to configure or release; parameters
@@ -49,6 +50,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from jobot_ai_msgs.action import LLMChatAction
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -56,10 +59,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from std_srvs.srv import Trigger
-
-from jobot_ai_msgs.action import LLMChatAction
 
 from .ros_schema import import_interface
 from .sentence_stream import SentenceStream
@@ -73,7 +73,7 @@ STOPPED = 'stopped'
 # name: (default, description, when) - 'start': read when the node starts; 'live': read for
 # every request.
 PARAMS: Dict[str, Any] = {
-    'chat_action': ('chat_action', 'The chat node\'s LLMChatAction action.', 'start'),
+    'chat_action': ('chat_action', "The chat node's LLMChatAction action.", 'start'),
     'tts_service': ('text_to_speech', 'The text-to-speech service, called once per sentence.',
                     'start'),
     'tts_service_type': ('jobot_ai_msgs/srv/TextToSpeech',
@@ -392,7 +392,8 @@ class TtsBridge(Node):
 
 
 def main(args=None):
-    """Run the bridge until SIGINT/SIGTERM.
+    """
+    Run the bridge until SIGINT/SIGTERM.
 
     The signals are handled here rather than by rclpy (which would shut the context down at
     once): a request in progress is stopped first - its chat goal cancelled, its client

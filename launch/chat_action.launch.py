@@ -1,4 +1,6 @@
-"""Start the node serving chat_action (jobot_ai_msgs/action/LLMChatAction).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Start the node serving chat_action (jobot_ai_msgs/action/LLMChatAction).
 
     ros2 launch br_chat_lifecycle chat_action.launch.py model_path:=/models/qwen.gguf
 

@@ -1,8 +1,10 @@
-"""Start the chat lifecycle node and the lifecycle manager that brings it up.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Start the chat lifecycle node and the lifecycle manager that brings it up.
 
     ros2 launch br_chat_lifecycle chat_lifecycle.launch.py model_path:=/models/qwen.gguf
 
-Arguments:
+Launch arguments:
   model_path   GGUF file; overrides the params file ONLY when non-empty (default '')
   params_file  node parameters (default <share>/br_chat_lifecycle/config/br_chat.yaml)
   namespace    namespace of both nodes (default '')
@@ -45,7 +47,8 @@ def manager_parameters(node_name, autostart):
 
 
 def _launch_setup(context):
-    """Build the two nodes from the resolved argument values (an OpaqueFunction).
+    """
+    Build the two nodes from the resolved argument values (an OpaqueFunction).
 
     Resolving here (instead of passing substitutions through) is what lets an EMPTY model_path
     add no override at all, so the value in params_file stays in force.

@@ -1,4 +1,6 @@
-"""Start the node serving chat_service (jobot_ai_msgs/srv/LLMChat).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Start the node serving chat_service (jobot_ai_msgs/srv/LLMChat).
 
     ros2 launch br_chat_lifecycle chat_service.launch.py model_path:=/models/qwen.gguf
 

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Chat node + example robot + tool bridge: instructions become ROS service calls.
+"""
+Chat node + example robot + tool bridge: instructions become ROS service calls.
 
     ros2 launch br_chat_lifecycle tool_bridge.launch.py model_path:=/models/qwen.gguf
     ros2 service call /tool_bridge/instruct jobot_ai_msgs/srv/Instruct \
@@ -11,7 +12,7 @@ node (config/tool_bridge.yaml lists those services) and a second lifecycle manag
 bridge (its configure waits for the robot's services; it needs the chat node only when an
 instruction arrives).
 
-Arguments:
+Launch arguments:
   model_path          GGUF file; overrides chat_params_file ONLY when non-empty (default '')
   chat_params_file    chat node parameters (default <share>/config/br_chat.yaml)
   bridge_params_file  bridge parameters (default <share>/config/tool_bridge.yaml)

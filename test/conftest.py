@@ -1,4 +1,6 @@
-"""Shared pytest setup for br_chat_lifecycle.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Shared pytest setup for br_chat_lifecycle.
 
 Runs before any test module is imported, hence before anything imports rclpy:
   * every pytest run gets its own random ROS_DOMAIN_ID (1..100) unless one is set, and DDS
@@ -9,9 +11,9 @@ Runs before any test module is imported, hence before anything imports rclpy:
 import glob
 import importlib.util
 import os
+from pathlib import Path
 import random
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -57,7 +59,8 @@ def default_model_path():
 
 @pytest.fixture
 def rclpy_context():
-    """A fresh, initialized rclpy Context for one test; shut down afterwards.
+    """
+    Give one test a fresh, initialized rclpy Context; shut it down afterwards.
 
     Pass it on: rclpy.create_node(name, context=ctx), MultiThreadedExecutor(context=ctx).
     """
@@ -85,9 +88,13 @@ def pytest_collection_modifyitems(config, items):
 # --------------------------------------------------------------------------- model fixtures
 @pytest.fixture(scope='session')
 def tiny_model_path(tmp_path_factory):
-    """A 0.5 MB random-weight GGUF (test/tiny_gguf.py) that never emits EOS by itself, so
-    every generation runs to max_tokens; its output is random bytes (split/invalid UTF-8,
-    control characters). n_ctx_train 8192 lets nodes use a long context without warnings."""
+    """
+    Return the path of a 0.5 MB random-weight GGUF (test/tiny_gguf.py).
+
+    The model never emits EOS by itself, so every generation runs to max_tokens; its output is
+    random bytes (split/invalid UTF-8, control characters). n_ctx_train 8192 lets nodes use a long
+    context without warnings.
+    """
     from tiny_gguf import write_tiny_model
     return str(write_tiny_model(tmp_path_factory.mktemp('tiny_model') / 'tiny.gguf',
                                 n_ctx_train=8192))
@@ -120,7 +127,7 @@ def graph():
 
 @pytest.fixture
 def rigs(graph):
-    """Factory for Rig objects; every node process is stopped (SIGINT) at the end."""
+    """Return a factory for Rig objects; every node process is stopped (SIGINT) at the end."""
     made = []
 
     from chat_rig import Rig

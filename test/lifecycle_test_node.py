@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A plain, standard rclpy lifecycle node used by the lifecycle-manager tests.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+A plain, standard rclpy lifecycle node used by the lifecycle-manager tests.
 
 Run it as its own process:
 

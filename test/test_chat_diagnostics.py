@@ -1,4 +1,6 @@
-"""Diagnostics of the chat node on /diagnostics and ~/stats, in every lifecycle state.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Diagnostics of the chat node on /diagnostics and ~/stats, in every lifecycle state.
 
 A real node process (tiny model: generation never ends early, so a long reply keeps the
 queue busy on demand) and a real subscriber; levels and messages are asserted per state.
@@ -6,11 +8,10 @@ queue busy on demand) and a real subscriber; levels and messages are asserted pe
 import json
 import threading
 
-import pytest
-from diagnostic_msgs.msg import DiagnosticStatus
-from std_msgs.msg import String
-
 from chat_harness import ChatNodeProcess, GraphClient
+from diagnostic_msgs.msg import DiagnosticStatus
+import pytest
+from std_msgs.msg import String
 from tiny_gguf import write_tiny_model
 
 OK, WARN, ERROR = (bytes(DiagnosticStatus.OK), bytes(DiagnosticStatus.WARN),

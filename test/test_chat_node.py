@@ -1,7 +1,10 @@
-"""The lifecycle chat node as a real process on a real ROS 2 graph (issue "The lifecycle chat
-node"): lifecycle round trip, failed configure, service and action answers (also through the
-vendor's example clients, run verbatim), cancel, deactivate mid-stream, sessions, context
-overflow, queue full, bad input, UTF-8 safety, and memory/threads after cleanup.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+The lifecycle chat node as a real process on a real ROS 2 graph.
+
+Issue "The lifecycle chat node": lifecycle round trip, failed configure, service and action answers
+(also through the vendor's example clients, run verbatim), cancel, deactivate mid-stream, sessions,
+context overflow, queue full, bad input, UTF-8 safety, and memory/threads after cleanup.
 
 Models: the real SmolLM2-135M-Instruct where the text matters (greedy, temperature 0) and the
 tiny random-weight GGUF (test/tiny_gguf.py) where it does not: it never emits EOS, so its
@@ -20,22 +23,19 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.srv import GetParameters, SetParameters
-from std_msgs.msg import String
-
-from chat_harness import (REPO_ROOT, STATUS, TRANSITIONS, ChatNodeProcess, GraphClient,
-                          call_retry, wait_until)
+from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
+from br_chat_lifecycle.settings import build
+from chat_harness import (call_retry, ChatNodeProcess, GraphClient, REPO_ROOT, STATUS, TRANSITIONS,
+                          wait_until)
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
-
-from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
-from br_chat_lifecycle.settings import build
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 SHARED_VENDOR_DIR = REPO_ROOT.parent / 'shared' / 'vendor_docs'
 VENDOR_COPIES = REPO_ROOT / 'test' / 'vendor_clients'   # verbatim copies (see its README)
@@ -101,13 +101,15 @@ def start_node():
 
 
 class FeedbackTap:
-    """Every feedback message of one action, per goal id, in arrival order.
+    """
+    Every feedback message of one action, per goal id, in arrival order.
 
     A plain subscription to the action's feedback topic rather than the ActionClient's
     feedback_callback: rclpy's ActionClient drops feedback that it takes after the goal's
     result (feedback and result travel on different topics, and a fast stream can still be
     queued on the client side when the result arrives). The node publishes every partial
-    before the result; this records them all, so a test can wait (bounded) for them."""
+    before the result; this records them all, so a test can wait (bounded) for them.
+    """
 
     def __init__(self, graph: GraphClient, action: str):
         self.partials = {}
@@ -165,8 +167,12 @@ def send_goal(graph: GraphClient, node: Node, prompt: str, **fields) -> Goal:
 
 
 def goal_result(run: Goal, timeout: float = GEN_WAIT_S, joined: bool = True):
-    """(status name, result) once the goal ended; with ``joined`` also waits (bounded) until
-    the feedback received adds up to the result: feedback and result use different topics."""
+    """
+    Return (status name, result) once the goal ended.
+
+    With ``joined`` also wait (bounded) until the feedback received adds up to the result: feedback
+    and result use different topics.
+    """
     status, result = run.result(timeout)
     if joined:
         try:
@@ -184,10 +190,8 @@ def wait_first_partial(run: Goal, timeout: float = WAIT_S) -> None:
     run.wait_first_partial(timeout)
 
 
-
-
 def set_params(graph: GraphClient, node: Node, **values):
-    """What ``ros2 param set`` does: rcl_interfaces/srv/SetParameters on the node."""
+    """Set parameters as ``ros2 param set`` does: rcl_interfaces/srv/SetParameters."""
     req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                             for k, v in values.items()])
     return call_retry(graph._client(SetParameters, f'/{node.name}/set_parameters'), req,
@@ -206,8 +210,7 @@ def get_param(graph: GraphClient, node: Node, name: str):
 
 
 class StatsWatch:
-    """Follows the node's ~/stats topic (JSON snapshot published with each diagnostics
-    update)."""
+    """Follows the node's ~/stats topic (JSON snapshot published with each diagnostics update)."""
 
     def __init__(self, graph: GraphClient, node: Node):
         self.latest = None
@@ -217,16 +220,20 @@ class StatsWatch:
         self.latest = json.loads(msg.data)
 
     def wait(self, predicate, what: str, timeout: float = WAIT_S) -> dict:
-        """The first snapshot published from now on that satisfies ``predicate``."""
+        """Return the first snapshot published from now on that satisfies ``predicate``."""
         self.latest = None  # never an older one: it may describe an earlier test's requests
         return wait_until(lambda: self.latest is not None and predicate(self.latest)
                           and self.latest, f'~/stats with {what}', timeout)
 
 
 def prime_lifecycle(graph: GraphClient, node: Node) -> None:
-    """First contact with a freshly started node: each lifecycle/parameter client the tests
-    use gets one answered request, using only requests that are safe to repeat (see
-    call_retry). The node must be unconfigured: 'activate' is refused there, state unchanged."""
+    """
+    Make first contact with a freshly started node.
+
+    Each lifecycle/parameter client the tests use gets one answered request, using only requests
+    that are safe to repeat (see call_retry). The node must be unconfigured: 'activate' is refused
+    there, state unchanged.
+    """
     n = node.name
     state = call_retry(graph._client(GetState, f'/{n}/get_state'), GetState.Request(),
                        'get_state')
@@ -244,9 +251,12 @@ def prime_lifecycle(graph: GraphClient, node: Node) -> None:
 
 
 def prime_serving(graph: GraphClient, node: Node) -> None:
-    """First contact with the chat service and action of an active node (the live
-    max_tokens must be small): a service call, then a goal whose feedback reaches our
-    FeedbackTap, a cancel and a result. Lost first requests are simply sent again."""
+    """
+    Make first contact with the chat service and action of an active node.
+
+    The node's live max_tokens must be small. Sends a service call, then a goal whose feedback
+    reaches our FeedbackTap, a cancel and a result; lost first requests are simply sent again.
+    """
     call_retry(graph._client(LLMChat, node.service), LLMChat.Request(prompt='hi'),
                'chat_service', per_try=20.0)
     for _ in range(4):
@@ -281,10 +291,13 @@ def user(text: str):
 
 
 def run_vendor_client(script: str, *args: str, timeout: float = 90.0, attempts: int = 2):
-    """Run one of the vendor's example clients unchanged, in its own process. The clients
-    send their one request as soon as they see the server and wait forever for the reply: if
-    that first request is lost to the DDS discovery race (see call_retry), the process is
-    killed after ``timeout`` and run once more."""
+    """
+    Run one of the vendor's example clients unchanged, in its own process.
+
+    The clients send their one request as soon as they see the server and wait forever for the
+    reply: if that first request is lost to the DDS discovery race (see call_retry), the process is
+    killed after ``timeout`` and run once more.
+    """
     path = VENDOR_DIR / script
     assert path.is_file(), f'vendor client not found: {path}'
     for attempt in range(attempts):
@@ -313,8 +326,11 @@ def smol_node(graph, default_model_path):
 
 @pytest.fixture(scope='module')
 def tiny_node(graph, tiny_model_path):
-    """The tiny model with room for long generations and max_queue=1. Tests set the live
-    parameters they need (max_tokens, temperature, seed) first."""
+    """
+    Start a node with the tiny model, room for long generations and max_queue=1.
+
+    Tests set the live parameters they need (max_tokens, temperature, seed) first.
+    """
     node = Node({'model_path': tiny_model_path, 'n_ctx': 4096, 'n_parallel': 1, 'max_queue': 1,
                  'max_tokens': 16, 'diagnostic_updater.period': 0.2})
     try:
@@ -327,7 +343,7 @@ def tiny_node(graph, tiny_model_path):
 
 @pytest.fixture(scope='module')
 def smol_tokens(default_model_path):
-    """Counts prompt tokens exactly as the node does (same model, same template code)."""
+    """Count prompt tokens exactly as the node does (same model, same template code)."""
     engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=512, n_threads=1))
     yield lambda messages: len(engine.prompt_tokens(messages))
     engine.close()

@@ -1,4 +1,6 @@
-"""br_chat_lifecycle.diagnostics_compat: the stand-in Updater on a real rclpy graph.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+br_chat_lifecycle.diagnostics_compat: the stand-in Updater on a real rclpy graph.
 
 The CompatUpdater is tested directly (so this also runs where the real diagnostic_updater is
 installed); a real rclpy node publishes, a second node in the same process subscribes to
@@ -18,13 +20,12 @@ for path in (HERE, os.path.dirname(HERE)):
 pytest.importorskip('rclpy')
 pytest.importorskip('diagnostic_msgs')
 
+from br_chat_lifecycle import diagnostics_compat  # noqa: E402, I100 (after importorskip)
+from br_chat_lifecycle.diagnostics_compat import (CompatDiagnosticStatusWrapper,  # noqa: E402
+                                                  CompatUpdater, make_updater)
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from ros_helpers import RosClient, status_level, status_values, unique_name, wait_until  # noqa
-
-from br_chat_lifecycle import diagnostics_compat  # noqa: E402
-from br_chat_lifecycle.diagnostics_compat import (  # noqa: E402
-    CompatDiagnosticStatusWrapper, CompatUpdater, make_updater)
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def ros():
 
 
 def make_node(ros, name=None, parameter_overrides=None):
-    """A node in the RosClient's context, spun by its executor."""
+    """Create a node in the RosClient's context, spun by its executor."""
     import rclpy
     node = rclpy.create_node(name or unique_name('diag_node'), context=ros.context,
                              parameter_overrides=parameter_overrides or [])

@@ -1,9 +1,9 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """The documentation lists every parameter the node declares, with the right default."""
 from pathlib import Path
 
-import yaml
-
 from br_chat_lifecycle import settings
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,8 +23,11 @@ def test_intent_config_only_uses_known_parameters():
 
 
 def test_yaml_and_readme_table_are_generated_from_settings():
-    """config/br_chat.yaml and README's table are written by param_docs from settings.PARAMS:
-    regenerate with `python -m br_chat_lifecycle.param_docs --write`."""
+    """
+    Check that config/br_chat.yaml and README's table are generated from settings.PARAMS.
+
+    param_docs writes them: regenerate with `python -m br_chat_lifecycle.param_docs --write`.
+    """
     from br_chat_lifecycle import param_docs
     assert (ROOT / 'config' / 'br_chat.yaml').read_text(encoding='utf-8') == \
         param_docs.yaml_text(), 'config/br_chat.yaml is out of date'

@@ -1,5 +1,9 @@
-"""The llama.cpp engine on its own (no ROS), with the real SmolLM2-135M-Instruct GGUF and the
-tiny random-weight GGUF (test/tiny_gguf.py: never emits EOS, random bytes as output).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+The llama.cpp engine on its own (no ROS), with a real and a tiny GGUF model.
+
+The real one is SmolLM2-135M-Instruct; the tiny random-weight one (test/tiny_gguf.py) never emits
+EOS and outputs random bytes.
 
 Greedy decoding (temperature 0) where the test compares two generations; the KV cache is
 reset before those so both evaluate the prompt the same way.
@@ -7,18 +11,18 @@ reset before those so both evaluate the prompt the same way.
 import codecs
 from typing import List
 
-import pytest
-
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
+import pytest
 
-GREEDY = dict(temperature=0.0, seed=0)
+GREEDY = {'temperature': 0.0, 'seed': 0}
 
 
 @pytest.fixture(scope='module')
 def smol(default_model_path):
-    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=1024, n_threads=1))
+    engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=1024,
+                               n_threads=1))
     yield engine
     engine.close()
 
@@ -40,8 +44,11 @@ def user(text: str):
 
 
 class TokenTap:
-    """Records the bytes of every token the engine turns into text (one call per generated
-    token), by wrapping the engine's piece lookup for the duration of a test."""
+    """
+    Recorder of the bytes of every token the engine turns into text.
+
+    One call per generated token, by wrapping the engine's piece lookup for the duration of a test.
+    """
 
     def __init__(self, engine: LlamaEngine):
         self.engine = engine
@@ -126,7 +133,8 @@ def test_streamed_pieces_join_to_the_text(engine, prompt):
     pieces = []
     with TokenTap(engine) as tap:
         result = engine.generate(engine.prompt_tokens(user(prompt)),
-                                 build(SamplingParams, max_tokens=48, **GREEDY), on_text=pieces.append)
+                                 build(SamplingParams, max_tokens=48, **GREEDY),
+                                 on_text=pieces.append)
     assert pieces and all(pieces), 'empty pieces must not be emitted'
     assert ''.join(pieces) == result.text
     assert result.finish_reason in ('stop', 'length')
@@ -144,10 +152,13 @@ def test_smol_answers_sensibly(smol):
 
 
 def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
-    """The tiny model emits random bytes: partial and invalid UTF-8 sequences, control
-    characters. The streamed text must equal an incremental UTF-8 decoding of the complete
-    byte stream (invalid bytes -> U+FFFD, NULs dropped, an unfinished final character
-    dropped): no U+FFFD may come from a character split between two tokens."""
+    """
+    The tiny model emits random bytes: partial and invalid UTF-8 sequences, control characters.
+
+    The streamed text must equal an incremental UTF-8 decoding of the complete byte stream (invalid
+    bytes -> U+FFFD, NULs dropped, an unfinished final character dropped): no U+FFFD may come from
+    a character split between two tokens.
+    """
     pieces = []
     with TokenTap(tiny) as tap:
         result = tiny.generate(tiny.prompt_tokens(user('你好，请介绍一下你自己')),
@@ -159,6 +170,7 @@ def test_streamed_text_is_exactly_the_utf8_decoding_of_the_token_bytes(tiny):
     expected = expected.replace('\x00', '')
     assert result.text == expected
     assert ''.join(pieces) == result.text
+
     def valid(data: bytes) -> bool:
         try:
             data.decode('utf-8')
@@ -208,8 +220,8 @@ def test_stop_sequence_truncates_greedy_output(smol):
     assert '5' in full, full
     stop = '5'
     pieces = []
-    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
-                                  on_text=pieces.append)
+    params = build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY)
+    result = fresh(smol).generate(prompt, params, on_text=pieces.append)
     assert result.text == full[:full.index(stop)]
     assert result.finish_reason == 'stop'
     assert ''.join(pieces) == result.text
@@ -221,8 +233,8 @@ def test_multi_character_stop_sequence_split_over_tokens(smol):
     stop = '\n4'  # the newline and the digit are different tokens
     assert stop in full, full
     pieces = []
-    result = fresh(smol).generate(prompt, build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY),
-                                  on_text=pieces.append)
+    params = build(SamplingParams, max_tokens=40, stop=[stop], **GREEDY)
+    result = fresh(smol).generate(prompt, params, on_text=pieces.append)
     assert result.text == full[:full.index(stop)] and result.finish_reason == 'stop'
     assert ''.join(pieces) == result.text
 

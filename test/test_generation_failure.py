@@ -1,13 +1,15 @@
-"""A generation that fails is answered with the reason and turns the diagnostics to ERROR.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+A generation that fails is answered with the reason and turns the diagnostics to ERROR.
 
 Real engine and core (no mocks): the failure is real - the engine's model is released under
 the running core, so the next generation raises inside llama.cpp's wrapper.
 """
 from br_chat_lifecycle.chat_core import ChatCore, ChatRequest, CoreConfig, GenerationSettings
-from br_chat_lifecycle.chat_diagnostics import ERROR, OK, WARN, level_and_message
+from br_chat_lifecycle.chat_diagnostics import ERROR, level_and_message, OK, WARN
 from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, SamplingParams
-from br_chat_lifecycle.structured_output import FormatResolver
 from br_chat_lifecycle.settings import build
+from br_chat_lifecycle.structured_output import FormatResolver
 from tiny_gguf import write_tiny_model
 
 
@@ -27,7 +29,7 @@ def test_failed_generation_is_reported_and_the_core_keeps_serving(tmp_path):
     core = ChatCore(engine, build(CoreConfig, max_queue=2), formats)
     settings = build(GenerationSettings,
                      sampling=build(SamplingParams, max_tokens=8, temperature=0.0))
-    limits = dict(latency_warn_s=1e9, rss_warn_mb=1e9, queue_warn_ratio=1.0)
+    limits = {'latency_warn_s': 1e9, 'rss_warn_mb': 1e9, 'queue_warn_ratio': 1.0}
     try:
         job = core.submit(ChatRequest('hello'), settings)
         assert job.done.wait(60) and job.result.success

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.grammars: JSON-schema grammars with bounds (reliability issue #9).
+"""
+br_chat_lifecycle.grammars: JSON-schema grammars with bounds (reliability issue #9).
 
 Part 1 (no model): the hostile schemas of issue #9 and every other expansion are refused with
 a message naming the JSON pointer, the value and the limit; each limit's boundary value is

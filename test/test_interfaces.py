@@ -1,4 +1,6 @@
-"""Round trips through the generated jobot_ai_msgs interfaces with real rclpy (no model).
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Round trips through the generated jobot_ai_msgs interfaces with real rclpy (no model).
 
 One service server + client (LLMChat) and one action server + client (LLMChatAction, streamed
 feedback), all in this pytest process, spun by a MultiThreadedExecutor in a thread. Every wait is
@@ -8,16 +10,14 @@ import os
 import threading
 import time
 
+from action_msgs.msg import GoalStatus
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
 import pytest
-
 import rclpy
 from rclpy.action import ActionClient, ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
-
-from action_msgs.msg import GoalStatus
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
 
 TIMEOUT_S = 10.0
 SUFFIX = f'{os.getpid()}'  # unique names per pytest process, on top of the random domain id
@@ -105,8 +105,12 @@ def test_field_types():
 
 @pytest.mark.parametrize('msg_type', [LLMChat.Request, LLMChatAction.Goal])
 def test_appended_fields_default_to_the_node_parameter(msg_type):
-    """A client that sets only `prompt` (the vendor's) sends the sentinels that mean "use the
-    node's parameter" for every per-request option."""
+    """
+    Check that a client setting only `prompt` sends "use the node's parameter" sentinels.
+
+    Such a client (the vendor's) sends, for every per-request option, the value that means "use the
+    node's parameter".
+    """
     msg = msg_type(prompt='hi')
     assert (msg.system_prompt, msg.max_tokens, msg.top_k, msg.seed) == ('', 0, -1, -1)
     for name in ('temperature', 'top_p', 'min_p', 'repeat_penalty'):

@@ -1,4 +1,6 @@
-"""Static and (where launch_ros exists) dynamic checks of launch/*.launch.py.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Static and (where launch_ros exists) dynamic checks of launch/*.launch.py.
 
 (a) Runs everywhere: parses each launch file (AST, nothing imported) and checks that every
     executable it starts is a console_script of setup.py, every package named is this package,
@@ -40,7 +42,7 @@ def console_scripts():
 
 
 def keyword_constants(tree, keyword):
-    """String constants passed as keyword=... anywhere in the tree."""
+    """Return the string constants passed as keyword=... anywhere in the tree."""
     return [kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
             for kw in node.keywords
             if kw.arg == keyword and isinstance(kw.value, ast.Constant)

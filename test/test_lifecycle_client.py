@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.lifecycle_client against real lifecycle nodes on a real ROS 2 graph.
+"""
+br_chat_lifecycle.lifecycle_client against real lifecycle nodes on a real ROS 2 graph.
 
 The managed nodes are test/lifecycle_test_node.py processes; the client lives on the node of a
 ros_helpers.RosClient (its own context, spun by a background thread), and the test thread makes
@@ -21,9 +22,10 @@ for path in (HERE, os.path.dirname(HERE)):
 pytest.importorskip('rclpy')
 pytest.importorskip('lifecycle_msgs')
 
-from br_chat_lifecycle.lifecycle_client import (  # noqa: E402, I100
-    ACTIVATE, CONFIGURE, DEACTIVATE, get_states, LifecycleClient, LifecycleError, NoResponse,
-    resolve_node_name, ServiceUnavailable, ShuttingDown, TransitionFailed)
+from br_chat_lifecycle.lifecycle_client import (ACTIVATE, CONFIGURE,  # noqa: E402, I100
+                                                DEACTIVATE, get_states, LifecycleClient,
+                                                LifecycleError, NoResponse, resolve_node_name,
+                                                ServiceUnavailable, ShuttingDown, TransitionFailed)
 from ros_helpers import RosClient, start_lifecycle_test_node, unique_name, wait_until  # noqa
 
 

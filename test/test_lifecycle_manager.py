@@ -1,4 +1,6 @@
-"""br_chat_lifecycle.lifecycle_manager against real lifecycle nodes on a real ROS 2 graph.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+br_chat_lifecycle.lifecycle_manager against real lifecycle nodes on a real ROS 2 graph.
 
 The managed nodes are test/lifecycle_test_node.py processes (plain standard lifecycle nodes);
 the manager runs as its own process exactly as `ros2 run` would start it. Every wait is bounded
@@ -23,10 +25,10 @@ pytest.importorskip('lifecycle_msgs')
 pytest.importorskip('std_srvs')
 pytest.importorskip('diagnostic_msgs')
 
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from ros_helpers import (  # noqa: E402
-    RosClient, start_lifecycle_manager, start_lifecycle_test_node, status_level, status_values,
-    unique_name, wait_until)
+from lifecycle_msgs.msg import Transition  # noqa: E402, I100 (after importorskip)
+from ros_helpers import (RosClient, start_lifecycle_manager,  # noqa: E402
+                         start_lifecycle_test_node, status_level, status_values, unique_name,
+                         wait_until)
 
 ERROR_LEVEL = 2
 STATUS_TASK = 'Lifecycle manager'
@@ -42,7 +44,7 @@ def ros():
 
 @pytest.fixture
 def procs():
-    """Processes started by a test; all stopped afterwards, whatever happened."""
+    """Collect the processes a test starts; all are stopped afterwards, whatever happened."""
     started = []
     yield started
     for process in reversed(started):

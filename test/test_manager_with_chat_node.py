@@ -1,4 +1,6 @@
-"""The lifecycle manager driving our chat node and a plain lifecycle node together.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+The lifecycle manager driving our chat node and a plain lifecycle node together.
 
 Order: startup = configure all (chat node first), then activate all; pause/reset/shutdown in
 reverse. Checked through the nodes' states (get_state), the plain node's transition record
@@ -7,15 +9,14 @@ and the chat node's behaviour (it answers chat only when the manager has it acti
 import os
 import sys
 
-import pytest
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from chat_harness import ChatNodeProcess, GraphClient  # noqa: E402
-from ros_helpers import (RosClient, start_lifecycle_manager, start_lifecycle_test_node,  # noqa: E402
-                         unique_name, wait_until)
+import pytest  # noqa: E402
+from ros_helpers import (RosClient, start_lifecycle_manager,  # noqa: E402
+                         start_lifecycle_test_node, unique_name, wait_until)
 from tiny_gguf import write_tiny_model  # noqa: E402
 
 

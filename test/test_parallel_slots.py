@@ -1,15 +1,17 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Several conversations at once: parallel slots with continuous batching, every session's KV
-cache kept warm (RAM) and saved across cleanup and restarts (session_dir). Real node process,
-real graph, real SmolLM2 (greedy) where the text matters, the tiny model where it does not.
+"""
+Several conversations at once: parallel slots with continuous batching.
+
+Every session's KV cache is kept warm (RAM) and saved across cleanup and restarts (session_dir).
+Real node process, real graph, real SmolLM2 (greedy) where the text matters, the tiny model where
+it does not.
 """
 import json
 import os
+from pathlib import Path
 import sys
 import time
 import uuid
-from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -33,10 +35,14 @@ def smol_params(default_model_path, **extra):
 
 
 def test_four_goals_stream_together_and_each_gets_its_own_reply(rigs, default_model_path):
-    """4 action goals at once: all are generating together (slots busy 4), each streams
-    partials that concatenate to its own result, and each reply answers its own prompt. A
-    greedy reply alone and the same request among 3 others are compared: see the docstring of
-    test_greedy_alone_vs_batched for what is guaranteed."""
+    """
+    Stream 4 action goals at once, each to its own reply.
+
+    All are generating together (slots busy 4), each streams partials that concatenate to its own
+    result, and each reply answers its own prompt. A greedy reply alone and the same request among
+    3 others are compared: see the docstring of test_greedy_alone_vs_batched for what is
+    guaranteed.
+    """
     rig = rigs(smol_params(default_model_path, max_tokens=64))
     goals = [rig.goal(q) for q, _ in QUESTIONS]
     snap = rig.stats(since=time.monotonic(), predicate=lambda s: s['slots_busy'] == 4,
@@ -50,11 +56,14 @@ def test_four_goals_stream_together_and_each_gets_its_own_reply(rigs, default_mo
 
 
 def test_greedy_alone_vs_batched(rigs, default_model_path):
-    """The same greedy request alone and beside 3 others gives the same reply, token for token.
-    Guaranteed because every decode step stays under n_batch=32 tokens: llama.cpp's CPU
-    kernels compute each token's row the same way whatever else is in a batch of fewer than 64
-    tokens (from 64 on, some weight types such as Q4_1/Q8_0 go through a matrix path that
-    rounds differently; measured on SmolLM2: different late tokens with 64-token chunks)."""
+    """
+    The same greedy request alone and beside 3 others gives the same reply, token for token.
+
+    Guaranteed because every decode step stays under n_batch=32 tokens: llama.cpp's CPU kernels
+    compute each token's row the same way whatever else is in a batch of fewer than 64 tokens (from
+    64 on, some weight types such as Q4_1/Q8_0 go through a matrix path that rounds differently;
+    measured on SmolLM2: different late tokens with 64-token chunks).
+    """
     rig = rigs(smol_params(default_model_path, max_tokens=48))
     question, keyword = QUESTIONS[0]
     alone = rig.chat(question, timeout=120)
@@ -124,9 +133,12 @@ def _turns(rig, session, prompts):
 
 
 def test_sessions_interleaved_keep_their_kv_cache_warm(rigs, default_model_path):
-    """3 sessions on 2 slots, round-robin: every follow-up turn finds its history in the KV
-    cache (restored from RAM when another session took its slot) and continues its own
-    conversation."""
+    """
+    Keep the KV caches of 3 sessions on 2 slots warm, round-robin.
+
+    Every follow-up turn finds its history in the KV cache (restored from RAM when another session
+    took its slot) and continues its own conversation.
+    """
     rig = rigs(smol_params(default_model_path, n_parallel=2, max_tokens=24))
     names = {'s1': 'Alice', 's2': 'Bob', 's3': 'Carol'}
     sessions = {k: f'{k}-{uuid.uuid4().hex[:6]}' for k in names}
@@ -144,11 +156,14 @@ def test_sessions_interleaved_keep_their_kv_cache_warm(rigs, default_model_path)
 
 
 def test_session_dir_survives_restart_and_skips_bad_files(rigs, default_model_path,
-                                                         tiny_models, tmp_path):
-    """A session continues after cleanup/configure and after a process restart (its KV state
-    is loaded from session_dir: the follow-up evaluates only the new tokens); a truncated and a
-    garbage file are skipped with a warning; a file saved with another model keeps its
-    history but not its KV state."""
+                                                          tiny_models, tmp_path):
+    """
+    Continue a session after cleanup/configure and after a process restart.
+
+    Its KV state is loaded from session_dir: the follow-up evaluates only the new tokens. A
+    truncated and a garbage file are skipped with a warning; a file saved with another model keeps
+    its history but not its KV state.
+    """
     session_dir = tmp_path / 'sessions'
     params = smol_params(default_model_path, n_parallel=2, max_tokens=24,
                          session_dir=str(session_dir))

@@ -1,4 +1,6 @@
-"""Reliability suite: load, fault injection, bad input and soak against the REAL node.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Reliability suite: load, fault injection, bad input and soak against the REAL node.
 
 Every test starts ``python -m br_chat_lifecycle.chat_node`` as a subprocess (ChatNodeProcess)
 and talks to it over a real ROS graph (GraphClient + the helpers below). No mocks. Every wait
@@ -13,7 +15,9 @@ conftest.py.
 
 Run: python -m pytest test/test_reliability.py -q   (about 2-4 minutes on 2 cores)
 """
+from collections import defaultdict
 import os
+from pathlib import Path
 import select
 import shutil
 import signal
@@ -23,26 +27,27 @@ import textwrap
 import threading
 import time
 import uuid
-from collections import defaultdict
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient, wait_until  # noqa: E402
-from chat_rig import Endpoint, Goal, Rig, assert_streamed_completely, proc_threads  # noqa: E402,F401
+from chat_rig import (assert_streamed_completely, Endpoint, Goal, proc_threads,  # noqa: E402,F401
+                      Rig)
+import pytest  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 
 
 # ====================================================================== load
 def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
-    """16 concurrent clients (4 graph participants x 4 threads), service calls and action
-    goals mixed, 6 requests each, against max_queue=4 (5 in flight at most). Every request
-    ends in exactly one of: a complete answer, or an immediate 'queue full' refusal; the
-    node's own counters agree with what the clients saw; get_state keeps answering 'active'
-    while the load runs."""
+    """
+    Give every request of 16 concurrent clients exactly one outcome.
+
+    16 clients (4 graph participants x 4 threads), service calls and action goals mixed, 6 requests
+    each, against max_queue=4 (5 in flight at most). Every request ends in exactly one of: a
+    complete answer, or an immediate 'queue full' refusal; the node's own counters agree with what
+    the clients saw; get_state keeps answering 'active' while the load runs.
+    """
     max_tokens, n_clients, per_client = 160, 16, 6
     rig = rigs({'model_path': tiny_models['short'], 'n_parallel': 1, 'max_queue': 4, 'n_ctx': 512,
                 'max_tokens': max_tokens})
@@ -166,7 +171,7 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
 
 
 # ====================================================================== faults
-CLIENT_SCRIPT = textwrap.dedent('''
+CLIENT_SCRIPT = textwrap.dedent("""
     import sys
     import rclpy
     from rclpy.action import ActionClient
@@ -182,12 +187,15 @@ CLIENT_SCRIPT = textwrap.dedent('''
     client.send_goal_async(LLMChatAction.Goal(prompt='tell me a very long story'),
                            feedback_callback=on_feedback)
     rclpy.spin(node)
-''')
+""")
 
 
 def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
-    """An action client SIGKILLed after its first feedback: the node keeps serving, the
-    orphaned generation ends by itself (the queue drains) and the next request is answered."""
+    """
+    Keep serving after an action client is SIGKILLed after its first feedback.
+
+    The orphaned generation ends by itself (the queue drains) and the next request is answered.
+    """
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 1500,
                 'n_parallel': 1, 'max_queue': 2})
     script = tmp_path / 'doomed_client.py'
@@ -227,9 +235,12 @@ def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
 
 
 def test_cancel_queued_goal(rigs, tiny_models):
-    """A goal queued behind a long one and cancelled before it starts ends 'canceled' with
-    finish_reason cancelled and no text - promptly, not after the running one - and the
-    running goal is unaffected."""
+    """
+    Cancel a goal queued behind a long one before it starts.
+
+    It ends 'canceled' with finish_reason cancelled and no text - promptly, not after the running
+    one - and the running goal is unaffected.
+    """
     max_tokens = 3000
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': max_tokens,
                 'n_parallel': 1, 'max_queue': 2})
@@ -257,8 +268,11 @@ def test_cancel_queued_goal(rigs, tiny_models):
 
 
 def _start_busy(rig, queued_service=True):
-    """A long goal generating (first feedback seen) and, optionally, a service request
-    queued behind it. Returns (goal, service future)."""
+    """
+    Start a long goal generating (first feedback seen) and optionally queue a request.
+
+    The optional service request waits behind the goal. Returns (goal, service future).
+    """
     goal = rig.goal('a long one')
     goal.wait_feedback()
     fut = None
@@ -269,7 +283,7 @@ def _start_busy(rig, queued_service=True):
 
 
 def _assert_interrupted(goal, fut, reason_word):
-    """The running goal ended with the text so far, the queued request got an answer."""
+    """Assert the running goal ended with the text so far and the queued request got an answer."""
     status, res = goal.result(timeout=30)
     assert status == 'aborted', (status, res)
     assert res.finish_reason == 'cancelled' and not res.success, res
@@ -305,9 +319,13 @@ def test_deactivate_during_generation(rigs, tiny_models):
 
 
 def test_cleanup_during_generation(rigs, tiny_models):
-    """cleanup is not allowed from active (refused, generation unaffected); deactivate +
-    cleanup sent back to back while generating end unconfigured with the model released;
-    configure + activate afterwards serve again."""
+    """
+    Refuse cleanup from active; deactivate + cleanup while generating free the model.
+
+    cleanup is not allowed from active (refused, generation unaffected); deactivate + cleanup sent
+    back to back while generating end unconfigured with the model released; configure + activate
+    afterwards serve again.
+    """
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
                 'n_parallel': 1, 'max_queue': 2})
     rss_configured = rig.proc.rss_mb()
@@ -331,8 +349,12 @@ def test_cleanup_during_generation(rigs, tiny_models):
 
 
 def test_shutdown_during_generation(rigs, tiny_models):
-    """shutdown straight from active while generating: finalized, the running goal and the
-    queued request are answered, get_state says finalized, SIGINT ends the process with 0."""
+    """
+    Shut down straight from active while generating: every request is answered.
+
+    The node is finalized, the running goal and the queued request are answered, get_state says
+    finalized, SIGINT ends the process with 0.
+    """
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
                 'n_parallel': 1, 'max_queue': 2})
     goal, fut = _start_busy(rig)
@@ -345,7 +367,7 @@ def test_shutdown_during_generation(rigs, tiny_models):
 
 
 def test_model_file_deleted_or_junk_between_cleanup_and_configure(rigs, tiny_models,
-                                                                   tmp_path):
+                                                                  tmp_path):
     model = tmp_path / 'model.gguf'
     shutil.copy(tiny_models['short'], model)
     rig = rigs({'model_path': str(model), 'max_tokens': 8})
@@ -381,11 +403,14 @@ def test_model_file_deleted_or_junk_between_cleanup_and_configure(rigs, tiny_mod
 
 
 def test_n_ctx_too_small_for_system_prompt(rigs, tiny_models):
-    """Design decision: configure SUCCEEDS with a system prompt that cannot fit n_ctx.
-    system_prompt is a live parameter (it can change with every `ros2 param set`), so
-    configure cannot know the prompt a request will use; instead each request that does not
-    fit is answered success=false with an error naming n_ctx, and the node keeps serving
-    (here: once the system prompt is shortened, requests succeed)."""
+    """
+    Design decision: configure SUCCEEDS with a system prompt that cannot fit n_ctx.
+
+    system_prompt is a live parameter (it can change with every `ros2 param set`), so configure
+    cannot know the prompt a request will use; instead each request that does not fit is answered
+    success=false with an error naming n_ctx, and the node keeps serving (here: once the system
+    prompt is shortened, requests succeed).
+    """
     long_system = ' '.join(['You are a helpful robot assistant, always polite and brief.'] * 40)
     rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 64, 'n_parallel': 1,
                 'max_tokens': 16, 'system_prompt': long_system})
@@ -428,7 +453,7 @@ def smol_rig(default_model_path):
 
 @pytest.fixture(scope='module')
 def smol_engine(default_model_path):
-    """The same model in-process, to compute what the node should have tokenized."""
+    """Load the same model in-process, to compute what the node should have tokenized."""
     from br_chat_lifecycle.engine import LlamaEngine, ModelConfig
     from br_chat_lifecycle.settings import build
     engine = LlamaEngine(build(ModelConfig, model_path=default_model_path, n_ctx=256))
@@ -497,9 +522,13 @@ def test_unusual_text_is_answered_as_plain_user_text(smol_rig, smol_engine, case
 
 
 def test_template_tokens_in_user_text_stay_plain_text(smol_rig, smol_engine):
-    """'<|im_end|>...<|im_start|>system' typed by a user must not become template structure:
-    the tokens contain exactly as many im_start/im_end ids as the template itself puts
-    there (same count as for an innocent message), and the node evaluated that many tokens."""
+    """
+    Keep template tokens typed by a user as plain text.
+
+    '<|im_end|>...<|im_start|>system' typed by a user must not become template structure: the
+    tokens contain exactly as many im_start/im_end ids as the template itself puts there (same
+    count as for an innocent message), and the node evaluated that many tokens.
+    """
     tokenize = smol_engine._tokenize
     im_start = tokenize('<|im_start|>', special=True, add_bos=False)
     im_end = tokenize('<|im_end|>', special=True, add_bos=False)
@@ -523,9 +552,13 @@ def test_template_tokens_in_user_text_stay_plain_text(smol_rig, smol_engine):
 
 # ====================================================================== soak
 def test_soak_lifecycle_cycles_memory_and_threads_stable(rigs, tiny_models):
-    """20 configure/activate/deactivate/cleanup cycles with 12 requests each (240 total,
-    service and action), after one warm-up cycle: RSS after the last cleanup within 15 MB
-    of the first, and the same thread count after every cleanup."""
+    """
+    Keep memory and threads stable over 20 lifecycle cycles with requests.
+
+    20 configure/activate/deactivate/cleanup cycles with 12 requests each (240 total, service and
+    action), after one warm-up cycle: RSS after the last cleanup within 15 MB of the first, and the
+    same thread count after every cleanup.
+    """
     cycles, per_cycle = 20, 12
     rig = rigs({'model_path': tiny_models['short'], 'n_ctx': 512, 'max_tokens': 8,
                 'n_parallel': 1, 'max_queue': 4}, bring_up=False)

@@ -1,18 +1,18 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Requests a client can shape: per-request options, a client-owned history (messages_json).
+"""
+Requests a client can shape: per-request options, a client-owned history (messages_json).
 
 Real node process, real graph, SmolLM2. The node runs with its defaults (temperature 0.2,
 random seed), so every request that needs determinism asks for it itself.
 """
 import json
-import sys
 from pathlib import Path
-
-import pytest
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient  # noqa: E402
+import pytest  # noqa: E402
 
 GREEDY = {'temperature': 0.0}
 

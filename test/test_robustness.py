@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Nothing lost, nothing hung: the cases an adversarial pass found, on the real node.
+"""
+Nothing lost, nothing hung: the cases an adversarial pass found, on the real node.
 
 Bursts of simultaneous requests beyond ROS's default service history, cancel and deactivate
 during a long prompt evaluation, parameters that would take the robot down, an action client
@@ -8,24 +9,22 @@ that dies mid-stream, SIGTERM with a running and a queued request, and the small
 name). Each test runs ``chat_node`` as its own process and talks to it over a real graph.
 """
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
-
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import LLMChat  # noqa: E402
+import pytest  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 
@@ -36,8 +35,12 @@ LONG_TEXT = ('The robot drives through the warehouse, checks every shelf, counts
 
 # ============================================================================ bursts
 def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models):
-    """More simultaneous service calls, goals and cancels than ROS's default service history
-    (10) holds: every one gets an answer. (Before: 24 calls at once, 14 never answered.)"""
+    """
+    Answer more simultaneous requests than ROS's default service history holds.
+
+    More simultaneous service calls, goals and cancels than ROS's default service history (10)
+    holds: every one gets an answer. (Before: 24 calls at once, 14 never answered.)
+    """
     n_calls, n_goals = 40, 24
     rig = rigs({'model_path': tiny_models['short'], 'max_queue': 70, 'max_tokens': 4})
     extra = [GraphClient() for _ in range(2)]
@@ -90,10 +93,13 @@ def _busy(rig, timeout=30.0):
 
 
 def test_cancel_and_deactivate_take_effect_during_a_long_prompt(rigs, default_model_path):
-    """A ~3000-token prompt on one thread takes seconds to evaluate. A cancel, and then a
-    deactivate, arriving during that evaluation end it before the first token (before: the
-    whole prompt was evaluated and a token generated first; deactivate reported SUCCESS while
-    the generation still ran)."""
+    """
+    A ~3000-token prompt on one thread takes seconds to evaluate.
+
+    A cancel, and then a deactivate, arriving during that evaluation end it before the first token
+    (before: the whole prompt was evaluated and a token generated first; deactivate reported
+    SUCCESS while the generation still ran).
+    """
     rig = rigs({'model_path': default_model_path, 'n_ctx': 8192, 'n_threads': 1,
                 'max_prompt_chars': 16000, 'max_tokens': 64, 'temperature': 0.0,
                 'diagnostic_updater.period': 0.1})
@@ -153,7 +159,7 @@ def test_invalid_bounds_in_a_params_file_fail_configure(rigs, default_model_path
 
 
 # ============================================================ departed clients
-CLIENT_SCRIPT = textwrap.dedent('''
+CLIENT_SCRIPT = textwrap.dedent("""
     import sys
     import rclpy
     from rclpy.action import ActionClient
@@ -168,13 +174,17 @@ CLIENT_SCRIPT = textwrap.dedent('''
         print('FEEDBACK', flush=True)
     client.send_goal_async(LLMChatAction.Goal(prompt=sys.argv[3]), feedback_callback=on_feedback)
     rclpy.spin(node)
-''')
+""")
 
 
 def test_goal_of_a_killed_client_is_stopped(rigs, tiny_models, tmp_path):
-    """An action client SIGKILLed mid-stream, with no other action client on the graph: its
-    goal is cancelled (~3 s participant lease + departed_client_grace_s) instead of running
-    to max_tokens (30000 tokens: minutes), and the node keeps serving."""
+    """
+    Stop the goal of an action client SIGKILLed mid-stream.
+
+    With no other action client on the graph, its goal is cancelled (~3 s participant lease +
+    departed_client_grace_s) instead of running to max_tokens (30000 tokens: minutes), and the node
+    keeps serving.
+    """
     rig = rigs({'model_path': tiny_models['huge'], 'max_tokens': 30000, 'n_ctx': 32768,
                 'departed_client_grace_s': 1.0, 'diagnostic_updater.period': 0.2}, tap=False)
     script = tmp_path / 'doomed_client.py'
@@ -204,10 +214,13 @@ def test_goal_of_a_killed_client_is_stopped(rigs, tiny_models, tmp_path):
 # ============================================================ termination
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_signal_answers_running_and_queued_requests_and_exits(rigs, tiny_models, sig):
-    """SIGTERM/SIGINT with a goal generating and a request queued: both are answered with
-    success=false naming the signal, the model is freed, the process exits 0 promptly with no
-    ERROR line (before: no replies, 5.5-13 s to exit, a spurious 'Failed to publish
-    feedback' ERROR)."""
+    """
+    Answer the running and the queued request on SIGTERM/SIGINT, then exit.
+
+    With a goal generating and a request queued, both are answered with success=false naming the
+    signal, the model is freed, the process exits 0 promptly with no ERROR line (before: no
+    replies, 5.5-13 s to exit, a spurious 'Failed to publish feedback' ERROR).
+    """
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 8000,
                 'n_parallel': 1, 'max_queue': 2})
     goal = rig.goal('a long one')
@@ -276,10 +289,14 @@ def test_two_nodes_with_one_name_are_warned_about(graph, tiny_models):
 
 # ============================================================ hostile schemas
 def test_hostile_schemas_are_refused_fast_without_memory_or_a_frozen_node(rigs, tiny_models):
-    """The adversarial pass's schemas (40 bytes costing 3 GB; six distinct minLength ~1e7
-    keeping 1.4 GB; five maxItems ~2e6 at once freezing every executor thread for 35 s) are
-    refused with the keyword, value and limit, before any conversion; RSS stays flat and
-    get_state keeps answering while they arrive."""
+    """
+    Refuse hostile schemas fast, without memory growth or a frozen node.
+
+    The adversarial pass's schemas (40 bytes costing 3 GB; six distinct minLength ~1e7 keeping
+    1.4 GB; five maxItems ~2e6 at once freezing every executor thread for 35 s) are refused with
+    the keyword, value and limit, before any conversion; RSS stays flat and get_state keeps
+    answering while they arrive.
+    """
     rig = rigs({'model_path': tiny_models['short'], 'max_tokens': 4, 'max_queue': 16})
     rss_before = rig.proc.rss_mb()
     hostile = (['{"type":"string","minLength":100000000}']

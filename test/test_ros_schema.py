@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""ros_schema: ROS types -> JSON Schema, JSON -> request messages, responses -> JSON.
+"""
+ros_schema: ROS types -> JSON Schema, JSON -> request messages, responses -> JSON.
 
 Schemas are checked field by field and with jsonschema; JSON arguments -> request messages with
 precise errors; the grammar-safe schemas go through llama-cpp-python's schema-to-grammar
@@ -12,19 +13,16 @@ ToolTestPose (nested) and ToolTestBlob (an unsupported byte array). No ROS graph
 import copy
 import json
 
-import jsonschema
-import pytest
-
+from br_chat_lifecycle.ros_schema import (ArgumentError, describe_fields, GRAMMAR_MAX_REPEAT,
+                                          import_interface, json_to_message, message_schema,
+                                          message_to_json, UnsupportedFieldError)
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from jobot_ai_msgs.msg import ToolTestPose
 from jobot_ai_msgs.srv import ToolTestBlob, ToolTestCommand
+import jsonschema
 from lifecycle_msgs.msg import Transition
+import pytest
 from std_srvs.srv import SetBool, Trigger
-
-from br_chat_lifecycle.ros_schema import (GRAMMAR_MAX_REPEAT, ArgumentError,
-                                          UnsupportedFieldError, describe_fields,
-                                          import_interface, json_to_message, message_schema,
-                                          message_to_json)
 
 Command = ToolTestCommand.Request
 POSE = {'type': 'object',
@@ -78,7 +76,7 @@ def test_trigger_empty_request():
     v.validate({})
     assert not v.is_valid({'anything': 1})
     assert isinstance(json_to_message(Trigger.Request, {}), Trigger.Request)
-    with pytest.raises(ArgumentError, match=r"anything: unknown field \(fields: none\)"):
+    with pytest.raises(ArgumentError, match=r'anything: unknown field \(fields: none\)'):
         json_to_message(Trigger.Request, {'anything': 1})
     assert message_to_json(Trigger.Request()) == {}
     assert message_to_json(Trigger.Response(success=True, message='ok')) == {

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""LLMChatAction.Goal.stream_unit against the REAL chat node and the real SmolLM2 (greedy).
+"""
+LLMChatAction.Goal.stream_unit against the REAL chat node and the real SmolLM2 (greedy).
 
 Every partial is collected exactly by the rig's feedback tap (chat_rig.Rig). "sentence" mode
 must publish exactly the sentences SentenceStream finds in the reply (the last one carrying
@@ -9,17 +10,15 @@ piece of text.
 
 Run: python -m pytest test/test_sentence_node.py -q   (about a minute on 2 cores)
 """
-import sys
 from pathlib import Path
-
-import pytest
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import GraphClient, wait_until  # noqa: E402
-from chat_rig import Rig, assert_streamed_completely  # noqa: E402
-
 from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
+from chat_harness import GraphClient, wait_until  # noqa: E402
+from chat_rig import assert_streamed_completely, Rig  # noqa: E402
+import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

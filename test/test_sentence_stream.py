@@ -1,14 +1,14 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""SentenceStream (ROS-free): the sentence rules, incremental = all at once, concatenation.
+"""
+SentenceStream (ROS-free): the sentence rules, incremental = all at once, concatenation.
 
 Property-style tests use seeded ``random`` (fixed seeds, so a failure is reproducible by its
 parameters): every text is fed in many random splits and must give the same sentences.
 """
 import random
 
-import pytest
-
 from br_chat_lifecycle.sentence_stream import SentenceStream
+import pytest
 
 
 def split(text, max_chars=200):

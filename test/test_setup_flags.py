@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The llama.cpp build flags tools/setup.sh chooses per CPU architecture.
+"""
+The llama.cpp build flags tools/setup.sh chooses per CPU architecture.
 
 tools/llama_cmake_args.sh is run for each architecture with a fake ``uname -m``
 (LLAMA_ARGS_ARCH), a fake /proc/cpuinfo (LLAMA_ARGS_CPUINFO) and a fake compiler (CC) that logs
@@ -7,10 +8,10 @@ what it was asked to compile and accepts or rejects it. Nothing of llama.cpp is 
 test probes the real host compiler for RISC-V vector support, which an x86/ARM compiler lacks.
 """
 import os
+from pathlib import Path
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

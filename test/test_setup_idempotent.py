@@ -1,4 +1,6 @@
-"""Re-running tools/setup.sh after a successful setup must be a fast no-op.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Re-running tools/setup.sh after a successful setup must be a fast no-op.
 
 tools/run_tests.sh runs setup.sh right before pytest, so here every step must report
 "up to date" (or "skipped", e.g. the ROS-wheel steps under a system ROS 2), and nothing built
@@ -7,10 +9,10 @@ tools/run_tests.sh runs setup.sh right before pytest, so here every step must re
 import glob
 import importlib.util
 import os
+from pathlib import Path
 import re
 import subprocess
 import time
-from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETUP = REPO_ROOT / 'tools' / 'setup.sh'

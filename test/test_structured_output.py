@@ -1,6 +1,9 @@
-"""Structured output / instruction understanding (issue "instruction understanding"):
-robot commands as schema-valid JSON, per-request formats, GBNF grammars, bad schema/grammar
-files, truncated JSON, JSON streaming, and the intent_client example.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Structured output and instruction understanding, through the real node.
+
+Issue "instruction understanding": robot commands as schema-valid JSON, per-request formats, GBNF
+grammars, bad schema/grammar files, truncated JSON, JSON streaming, and the intent_client example.
 
 Part 1 (fast, no ROS graph, no model): the example schema and grammar files, the engine's
 GBNF check and JSON-schema grammar, path resolution of json_schema_file / grammar_file,
@@ -18,25 +21,20 @@ import sys
 import time
 import uuid
 
-import jsonschema
-import pytest
-import yaml
-
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rcl_interfaces.srv import SetParameters
-from lifecycle_msgs.srv import GetState
-
-from chat_harness import (REPO_ROOT, STATUS, ChatNodeProcess, GraphClient, call_retry,
-                          wait_until)
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
-
 from br_chat_lifecycle import settings
 from br_chat_lifecycle.grammars import check_gbnf, json_grammar, parse_schema
-from br_chat_lifecycle.structured_output import (FormatResolver, OutputFormat,
-                                                 config_file_candidates,
-                                                 resolve_config_file)
+from br_chat_lifecycle.structured_output import (config_file_candidates, FormatResolver,
+                                                 OutputFormat, resolve_config_file)
+from chat_harness import call_retry, ChatNodeProcess, GraphClient, REPO_ROOT, STATUS, wait_until
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
+import jsonschema
+from lifecycle_msgs.srv import GetState
+import pytest
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+import yaml
 
 CONFIG = REPO_ROOT / 'config'
 SCHEMA_FILE = CONFIG / 'robot_command.schema.json'
@@ -304,8 +302,6 @@ def test_intent_client_reports_a_missing_schema_file_without_ros():
 # =============================================================================== part 2 helpers
 
 
-
-
 class IntentNode:
     """A chat node process started with a params file (verbatim) plus -p overrides."""
 
@@ -330,8 +326,8 @@ class IntentNode:
         return call_retry(self.graph._client(GetState, f'/{self.name}/get_state'),
                           GetState.Request(), 'get_state').current_state.label
 
-    def set(self, **values) -> None:
-        """What ``ros2 param set`` does (one parameter per call, like the CLI)."""
+    def set_params(self, **values) -> None:
+        """Set parameters as ``ros2 param set`` does (one parameter per call, like the CLI)."""
         for k, v in values.items():
             req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()])
             res = call_retry(self.graph._client(SetParameters, f'/{self.name}/set_parameters'),
@@ -357,8 +353,12 @@ class IntentNode:
         return self.graph.chat(prompt, service=self.service, timeout=GEN_WAIT_S, **fields)
 
     def goal(self, prompt: str, **fields):
-        """(status, result, partials) of one action goal; waits (bounded) until the feedback
-        received adds up to the result (feedback and result travel on different topics)."""
+        """
+        Return (status, result, partials) of one action goal.
+
+        Waits (bounded) until the feedback received adds up to the result (feedback and result
+        travel on different topics).
+        """
         client = self.graph._client(LLMChatAction, self.action)
         assert client.wait_for_server(timeout_sec=20.0)
         for _ in range(4):  # the goal request of a new client can be lost: send again
@@ -388,8 +388,8 @@ class IntentNode:
 def _configure_fails(node: IntentNode, *fragments: str) -> None:
     assert not node.configure(), f'configure should fail:\n{node.log()}'
     assert node.state() == 'unconfigured'
-    line = wait_until(lambda: next((l for l in node.log().splitlines()
-                                    if 'configure failed' in l and fragments[0] in l), None),
+    line = wait_until(lambda: next((ln for ln in node.log().splitlines()
+                                    if 'configure failed' in ln and fragments[0] in ln), None),
                       f'a "configure failed" log line with {fragments}', 10.0)
     for fragment in fragments:
         assert fragment in line, (fragment, line)
@@ -397,7 +397,7 @@ def _configure_fails(node: IntentNode, *fragments: str) -> None:
 
 
 def _loaded_schema(node: IntentNode):
-    """The schema file the node loaded (it logs the resolved path) and its content."""
+    """Return the schema file the node loaded (it logs the resolved path) and its content."""
     m = wait_until(lambda: re.search(r'output format json_schema from (\S+?);', node.log()),
                    'the configured log line', 10.0)
     return m.group(1), json.loads(open(m.group(1), encoding='utf-8').read())
@@ -424,8 +424,12 @@ def bad_files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def intent_node(graph, bad_files, default_model_path):
-    """config/br_chat_intent.yaml, but json_schema_file starts out broken (see the first
-    test); ``active_intent_node`` repairs and activates it for the other tests."""
+    """
+    Start a node with config/br_chat_intent.yaml and a broken json_schema_file.
+
+    json_schema_file starts out broken (see the first test); ``active_intent_node`` repairs and
+    activates it for the other tests.
+    """
     node = IntentNode(graph, INTENT_YAML, model_path=default_model_path,
                       json_schema_file=bad_files['not_json'])
     try:
@@ -439,7 +443,7 @@ def intent_node(graph, bad_files, default_model_path):
 def active_intent_node(intent_node):
     if intent_node.state() != 'active':
         if intent_node.state() == 'unconfigured':
-            intent_node.set(json_schema_file=INTENT_PARAMS['json_schema_file'])
+            intent_node.set_params(json_schema_file=INTENT_PARAMS['json_schema_file'])
             assert intent_node.configure(), intent_node.log()
         intent_node.activate()
     return intent_node
@@ -447,16 +451,16 @@ def active_intent_node(intent_node):
 
 @pytest.mark.slow
 def test_bad_schema_files_fail_configure_then_the_fixed_param_configures(intent_node,
-                                                                          bad_files):
+                                                                         bad_files):
     node = intent_node
     _configure_fails(node, str(bad_files['not_json']), 'json_schema_file', 'not valid JSON')
-    node.set(json_schema_file=str(bad_files['bad_schema']))
+    node.set_params(json_schema_file=str(bad_files['bad_schema']))
     _configure_fails(node, str(bad_files['bad_schema']), 'invalid JSON schema',
-                     "5 is not valid")
-    node.set(json_schema_file='no/such/schema.json')
+                     '5 is not valid')
+    node.set_params(json_schema_file='no/such/schema.json')
     _configure_fails(node, 'no/such/schema.json', 'not found')
     # The value from br_chat_intent.yaml (relative: share directory, then the node's cwd).
-    node.set(json_schema_file=INTENT_PARAMS['json_schema_file'])
+    node.set_params(json_schema_file=INTENT_PARAMS['json_schema_file'])
     assert node.configure(), node.log()
     assert node.state() == 'inactive'
     path, loaded = _loaded_schema(node)
@@ -527,18 +531,18 @@ def test_per_request_formats_override_the_node_default(active_intent_node):
 def test_bad_per_request_formats_fail_clearly_and_the_node_keeps_serving(active_intent_node):
     node = active_intent_node
     for fields, fragments in [
-            (dict(response_format='json_schema', json_schema='{"type": '),
+            ({'response_format': 'json_schema', 'json_schema': '{"type": '},
              ('request json_schema', 'not valid JSON')),
-            (dict(json_schema='{"type": 5}'), ('request json_schema', 'invalid JSON schema')),
-            (dict(response_format='xml'), ("unknown response_format 'xml'", 'json_schema')),
-            (dict(response_format='grammar'), ('grammar_file',)),
-            (dict(json_schema='{"type": "string", "maxLength": 100000}'),
+            ({'json_schema': '{"type": 5}'}, ('request json_schema', 'invalid JSON schema')),
+            ({'response_format': 'xml'}, ("unknown response_format 'xml'", 'json_schema')),
+            ({'response_format': 'grammar'}, ('grammar_file',)),
+            ({'json_schema': '{"type": "string", "maxLength": 100000}'},
              ('request json_schema', '#/maxLength', 'over the limit 1000')),
             # the schemas of the adversarial pass: refused before any conversion
-            (dict(json_schema='{"type": "string", "minLength": 100000000}'),
+            ({'json_schema': '{"type": "string", "minLength": 100000000}'},
              ('#/minLength', 'over the limit')),
-            (dict(json_schema='{"type": "array", "items": {"type": "integer"}, '
-                              '"maxItems": 2000000}'), ('#/maxItems', 'over the limit'))]:
+            ({'json_schema': '{"type": "array", "items": {"type": "integer"}, '
+                             '"maxItems": 2000000}'}, ('#/maxItems', 'over the limit'))]:
         reply = node.chat('stop', **fields)
         print(fields, '->', reply.error)
         assert not reply.success and reply.finish_reason == 'error', reply
@@ -569,7 +573,7 @@ def test_json_mode_streams_partials_that_join_to_valid_json(active_intent_node):
 @pytest.mark.slow
 def test_json_cut_by_max_tokens_is_refused_not_passed_on(active_intent_node):
     node = active_intent_node
-    node.set(max_tokens=5)
+    node.set_params(max_tokens=5)
     try:
         for fields in ({}, {'response_format': 'json'}):
             reply = node.chat('go to the kitchen and bring me a cup', **fields)
@@ -586,13 +590,16 @@ def test_json_cut_by_max_tokens_is_refused_not_passed_on(active_intent_node):
         proc = _intent_client(node, 'stop', '--node-default')
         assert proc.returncode == 1 and 'max_tokens=5' in proc.stderr, proc
     finally:
-        node.set(max_tokens=INTENT_PARAMS['max_tokens'])
+        node.set_params(max_tokens=INTENT_PARAMS['max_tokens'])
     assert node.chat('stop').success
 
 
 def _intent_client(node: IntentNode, *args: str, attempts: int = 2):
-    """Run the intent_client example in its own process (once more if its single request
-    was lost to the DDS discovery race and it timed out)."""
+    """
+    Run the intent_client example in its own process.
+
+    It runs once more if its single request was lost to the DDS discovery race and it timed out.
+    """
     for _ in range(attempts):
         proc = subprocess.run(
             [sys.executable, '-m', 'br_chat_lifecycle.examples.intent_client', '--service',
@@ -643,7 +650,7 @@ def test_grammar_file_bad_then_fixed_and_replies_follow_the_grammar(grammar_node
     _configure_fails(node, str(bad_files['bad_grammar']), 'grammar_file',
                      "Undefined rule identifier 'place'")
     # Relative: the installed share directory's copy, else the source tree's via the cwd.
-    node.set(grammar_file='config/robot_command.gbnf')
+    node.set_params(grammar_file='config/robot_command.gbnf')
     assert node.configure(), node.log()
     assert re.search(r'output format grammar from \S+robot_command\.gbnf;', node.log())
     node.activate()

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""tool_bridge on a real ROS 2 graph: real fake_robot processes, a real ToolBridge node.
+"""
+tool_bridge on a real ROS 2 graph: real fake_robot processes, a real ToolBridge node.
 
 * configure: tools built from the services found on the graph (names, collisions,
   descriptions, schemas); clear failures for a missing service, an unsupported request field,
@@ -21,30 +22,27 @@ Every wait is bounded; nothing asserts on timing.
 """
 import json
 import os
+from pathlib import Path
 import sys
 import tempfile
 import threading
 import uuid
-from pathlib import Path
 
+from br_chat_lifecycle.examples.fake_robot import CALLS_QOS
+from br_chat_lifecycle.ros_schema import message_schema
+from br_chat_lifecycle.tool_bridge import (BY_NAME, check_value, PARAMS, parse_tool_calls,
+                                           tool_names, ToolBridge)
+from chat_harness import ChatNodeProcess, GraphClient, wait_until
+from jobot_ai_msgs.srv import Instruct, LLMChat, SetLight, ToolTestBlob
 import pytest
-import yaml
-
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from ros_helpers import process_env, ros_param, RosProcess, unique_name
 from std_msgs.msg import String
-
-from chat_harness import ChatNodeProcess, GraphClient, wait_until
-from jobot_ai_msgs.srv import Instruct, LLMChat, SetLight, ToolTestBlob
-from ros_helpers import RosProcess, process_env, ros_param, unique_name
-
-from br_chat_lifecycle.examples.fake_robot import CALLS_QOS
-from br_chat_lifecycle.ros_schema import message_schema
-from br_chat_lifecycle.tool_bridge import (BY_NAME, PARAMS, ToolBridge, check_value,
-                                           parse_tool_calls, tool_names)
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 30.0
@@ -119,7 +117,7 @@ class Bridge:
         assert self.node.trigger_activate() == SUCCESS
         return self
 
-    def set(self, **values):
+    def set_params(self, **values):
         results = self.node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
         return results
 
@@ -136,7 +134,8 @@ class Bridge:
 
 
 class ScriptedChat:
-    """A real LLMChat service answering with scripted replies.
+    """
+    A real LLMChat service answering with scripted replies.
 
     It stands in for the model's choice of calls, and records every request it gets.
     """
@@ -149,8 +148,8 @@ class ScriptedChat:
 
     def _handle(self, request, response):
         self.requests.append(request)
-        reply = self.replies.pop(0) if self.replies else dict(
-            success=False, error='no scripted reply left', finish_reason='error')
+        reply = self.replies.pop(0) if self.replies else {
+            'success': False, 'error': 'no scripted reply left', 'finish_reason': 'error'}
         for key, value in reply.items():
             setattr(response, key, value)
         return response
@@ -254,7 +253,8 @@ def load_config():
 
 
 def test_config_yaml_configures_a_bridge_for_the_example_robot(bridge, graph):
-    """Use config/tool_bridge.yaml as launch/tool_bridge.launch.py does.
+    """
+    Use config/tool_bridge.yaml as launch/tool_bridge.launch.py does.
 
     The robot is named "fake_robot" and it and the bridge share a namespace.
     """
@@ -296,6 +296,7 @@ def test_launch_file_starts_the_robot_and_the_bridge_it_is_configured_for():
 def test_launch_description_resolves_the_three_actions():
     pytest.importorskip('launch_ros')
     import importlib.util
+
     from launch import LaunchContext
     from launch_ros.actions import LifecycleNode, Node
     spec = importlib.util.spec_from_file_location(
@@ -354,7 +355,7 @@ def test_configure_fails_naming_a_missing_service(bridge, robot):
         f'service(s) not found on the graph within 1 s: {missing}')
     assert b.node.lifecycle_state == 'unconfigured' and not b.node.tools
     # the same node configures once the list is right
-    assert b.set(services=[robot.srv('set_light')])[0].successful
+    assert b.set_params(services=[robot.srv('set_light')])[0].successful
     assert b.configure() == SUCCESS, b.node.configure_error
 
 
@@ -369,24 +370,24 @@ def test_configure_fails_naming_an_unsupported_request_field(bridge, graph):
 
 
 @pytest.mark.parametrize('params,fragment', [
-    (dict(services=['/robot/*']), 'no wildcards'),
-    (dict(services=['/robot/set_light?']), 'no wildcards'),
-    (dict(services=['']), 'exact ROS service names'),
-    (dict(services=['ROBOT']), None),   # replaced below: a valid name, unknown description
-    (dict(call_timeout_s=0.0), 'call_timeout_s: must be > 0'),
-    (dict(tool_choice='fly now'), 'tool_choice: must be auto, none, required or a tool name'),
+    ({'services': ['/robot/*']}, 'no wildcards'),
+    ({'services': ['/robot/set_light?']}, 'no wildcards'),
+    ({'services': ['']}, 'exact ROS service names'),
+    ({'services': ['ROBOT']}, None),   # replaced below: a valid name, unknown description
+    ({'call_timeout_s': 0.0}, 'call_timeout_s: must be > 0'),
+    ({'tool_choice': 'fly now'}, 'tool_choice: must be auto, none, required or a tool name'),
 ], ids=['star', 'question-mark', 'empty', 'description-key', 'timeout', 'tool-choice-syntax'])
 def test_configure_fails_on_invalid_parameters(bridge, robot, params, fragment):
     checked_when_set = params.get('services') != ['ROBOT']
     if not checked_when_set:   # a valid list; the description names another service
-        params = dict(services=[robot.srv('set_light')], descriptions=['/other/x: text'])
+        params = {'services': [robot.srv('set_light')], 'descriptions': ['/other/x: text']}
         fragment = "descriptions: '/other/x' is not one of the services"
     b = bridge(**params)
     assert b.configure() == FAILURE
     assert fragment in b.node.configure_error
     if checked_when_set:       # the same value is refused when set at run time
         [(key, value)] = params.items()
-        result = b.set(**{key: value})[0]
+        result = b.set_params(**{key: value})[0]
         assert not result.successful and fragment.split(':')[0] in result.reason
 
 
@@ -407,7 +408,7 @@ def test_a_call_reaches_the_robot_and_its_response_comes_back(bridge, robot):
     run = b.execute(calls_json(light('kitchen')))
     assert run.ok, run.error
     [result] = run.results
-    assert (result.name, result.status, result.service, result.type) == (
+    assert (result.name, result.status, result.service, result.type_name) == (
         'set_light', 'ok', robot.srv('set_light'), 'jobot_ai_msgs/srv/SetLight')
     assert result.response == {'success': True, 'message': 'light in kitchen is on'}
     assert robot.wait_calls(before + 1)[before] == {
@@ -494,7 +495,7 @@ def test_dry_run_reports_the_calls_and_executes_none(bridge, robot):
     assert [(r.name, r.status, r.response) for r in run.results] == [
         ('set_light', 'dry_run', None), ('dock', 'dry_run', None)]
     assert run.results[0].service == robot.srv('set_light')
-    assert b.set(dry_run=False)[0].successful
+    assert b.set_params(dry_run=False)[0].successful
     marker_proves_nothing_ran(b, robot, before, 'after-dry-run')
 
 
@@ -559,8 +560,8 @@ def instruct(graph: GraphClient, service: str, instruction: str, **fields):
 def test_instruct_sends_the_tools_and_executes_the_chosen_calls(bridge, graph, robot):
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(robot), chat_service=chat.name).up()
-    chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                             tool_calls_json=calls_json(light('kitchen'))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(light('kitchen'))})
     before = len(robot.calls)
     res = instruct(graph, f'/{b.name}/instruct', 'Switch on the kitchen light', session_id='s1')
     assert res.success and res.error == '', res.error
@@ -580,9 +581,9 @@ def test_instruct_answer_after_tools_asks_the_chat_service_again(bridge, graph, 
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(robot), chat_service=chat.name,
                answer_after_tools=True, tool_choice='required').up()
-    chat.replies += [dict(success=True, finish_reason='tool_calls',
-                          tool_calls_json=calls_json(('move_to', {'place': 'hall'}))),
-                     dict(success=True, finish_reason='stop', response='I am in the hall.')]
+    chat.replies += [{'success': True, 'finish_reason': 'tool_calls',
+                      'tool_calls_json': calls_json(('move_to', {'place': 'hall'}))},
+                     {'success': True, 'finish_reason': 'stop', 'response': 'I am in the hall.'}]
     res = b.node.instruct('Go to the hall')
     assert res.success, res.error
     assert res.reply == 'I am in the hall.'
@@ -591,9 +592,9 @@ def test_instruct_answer_after_tools_asks_the_chat_service_again(bridge, graph, 
     assert (follow.tool_choice, follow.tools_json) == ('none', '')
     assert 'Go to the hall' in follow.prompt and res.tool_results_json in follow.prompt
     # the follow-up fails: the reply is the summary and error says why
-    chat.replies += [dict(success=True, finish_reason='tool_calls',
-                          tool_calls_json=calls_json(('move_to', {'place': 'hall'}))),
-                     dict(success=False, finish_reason='error', error='queue full')]
+    chat.replies += [{'success': True, 'finish_reason': 'tool_calls',
+                      'tool_calls_json': calls_json(('move_to', {'place': 'hall'}))},
+                     {'success': False, 'finish_reason': 'error', 'error': 'queue full'}]
     res = b.node.instruct('Go to the hall')
     assert res.success
     assert res.reply == 'move_to: ok (arrived at hall).'
@@ -607,17 +608,17 @@ def test_instruct_text_answers_errors_and_refusals(bridge, graph, robot):
     res = b.node.instruct('hello')
     assert not res.success and res.error.startswith('node is unconfigured: not serving')
     b.up()
-    chat.replies.append(dict(success=True, finish_reason='stop', response='Hi there!'))
+    chat.replies.append({'success': True, 'finish_reason': 'stop', 'response': 'Hi there!'})
     res = b.node.instruct('hello')
     assert (res.success, res.reply, res.tool_calls_json, res.tool_results_json) == (
         True, 'Hi there!', '', '')
-    chat.replies.append(dict(success=False, finish_reason='error', error='prompt too long'))
+    chat.replies.append({'success': False, 'finish_reason': 'error', 'error': 'prompt too long'})
     res = b.node.instruct('hello')
     assert (res.success, res.error) == (False, 'chat service: prompt too long')
     res = b.node.instruct('   ')
     assert (res.success, res.error) == (False, 'instruction: must be non-empty')
-    chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                             tool_calls_json=calls_json(('fly', {}))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(('fly', {}))})
     res = b.node.instruct('fly away')
     assert not res.success and "unknown tool 'fly'" in res.error
     assert json.loads(res.tool_results_json)[0]['status'] == 'invalid'
@@ -631,8 +632,9 @@ def test_deactivate_stops_an_instruction_before_its_next_call(bridge, graph, slo
     chat = ScriptedChat(graph)
     b = bridge(services=robot_services(slow_robot), chat_service=chat.name,
                call_timeout_s=30.0).up()
-    chat.replies.append(dict(success=True, finish_reason='tool_calls', tool_calls_json=calls_json(
-        ('move_to', {'place': 'kitchen'}), light('never'))))
+    chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                         'tool_calls_json': calls_json(('move_to', {'place': 'kitchen'}),
+                                                       light('never'))})
     before = len(slow_robot.calls)
     client = graph._client(Instruct, f'/{b.name}/instruct')
     assert client.wait_for_service(timeout_sec=WAIT_S)
@@ -675,8 +677,8 @@ def test_the_executable_through_its_lifecycle_services(graph, robot):
         res = instruct(graph, f'/{name}/instruct', 'hello')
         assert not res.success and 'node is inactive' in res.error
         assert graph.change_state(name, 'activate')
-        chat.replies.append(dict(success=True, finish_reason='tool_calls',
-                                 tool_calls_json=calls_json(('say', {'text': 'from the exe'}))))
+        chat.replies.append({'success': True, 'finish_reason': 'tool_calls',
+                             'tool_calls_json': calls_json(('say', {'text': 'from the exe'}))})
         before = len(robot.calls)
         res = instruct(graph, f'/{name}/instruct', 'say something')
         assert res.success, res.error

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""br_chat_lifecycle.tool_calls: tool calls valid by construction (issue #13, part 1).
+"""
+br_chat_lifecycle.tool_calls: tool calls valid by construction (issue #13, part 1).
 
 Part 1 (no generation): every bad tools_json / tool_choice is refused with a precise message;
 the grammars for "required", a named tool and "auto" pass llama.cpp's parser; the "auto"
@@ -389,8 +390,7 @@ MAX_TOKENS = 256
 
 
 class Generator:
-    """SmolLM2 with the chat template of choice; greedy (repeat penalty 1.1, the node's
-    default)."""
+    """SmolLM2 with the chat template of choice, greedy (repeat penalty 1.1, node default)."""
 
     def __init__(self, model_path, template=None):
         import llama_cpp

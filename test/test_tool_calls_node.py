@@ -1,17 +1,19 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Tool calls through the real node (service and action), with the real SmolLM2: every call is
-valid under its tool's schema by construction (validity is asserted, not correctness).
+"""
+Tool calls through the real node (service and action), with the real SmolLM2.
+
+Every call is valid under its tool's schema by construction (validity is asserted, not
+correctness).
 """
 import json
-import sys
 from pathlib import Path
-
-import jsonschema
-import pytest
+import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient  # noqa: E402
+import jsonschema  # noqa: E402
+import pytest  # noqa: E402
 from test_tool_calls import ROBOT_TOOLS, ROBOT_TOOLS_JSON  # noqa: E402
 
 SCHEMAS = {t['function']['name']: t['function'].get('parameters',
@@ -112,7 +114,7 @@ def test_a_tool_result_sent_back_gets_a_spoken_reply(rig):
      'bytes'),
 ])
 def test_bad_tools_json_is_refused_precisely_and_the_node_keeps_serving(rig, tools_json,
-                                                                         fragment):
+                                                                        fragment):
     res = rig.chat('Turn on the light.', tools_json=tools_json)
     assert not res.success and res.finish_reason == 'error', res
     assert fragment in res.error, res.error

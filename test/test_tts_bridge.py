@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""tts_bridge on a real graph: the real bridge process, a fake text-to-speech service.
+"""
+tts_bridge on a real graph: the real bridge process, a fake text-to-speech service.
 
   FakeTts        a real rclpy TextToSpeech service in the test process that records every
                  text it is asked to speak (optionally slowly, optionally failing);
@@ -17,6 +18,7 @@ concatenate to the result's response, which is the chat reply.
 Run: python -m pytest test/test_tts_bridge.py -q   (about a minute on 2 cores)
 """
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -24,23 +26,19 @@ import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import REPO_ROOT, GraphClient, wait_until  # noqa: E402
+from br_chat_lifecycle.client import FeedbackTap  # noqa: E402
+from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
+from chat_harness import GraphClient, REPO_ROOT, wait_until  # noqa: E402
 from chat_rig import Goal, Rig  # noqa: E402
-
+from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
+from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
+import pytest  # noqa: E402
 from rclpy.action import ActionClient, ActionServer, CancelResponse  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
-from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
-
-from br_chat_lifecycle.client import FeedbackTap  # noqa: E402
-from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -238,8 +236,11 @@ def test_stop_with_nothing_running(world):
 
 # ====================================================================== scripted chat action
 class ScriptedChat:
-    """A real LLMChatAction server that publishes ``partials`` as feedback and then answers
-    ``response`` (which may hold more: text rclpy's ActionClient "lost")."""
+    """
+    A real LLMChatAction server: publishes ``partials`` as feedback, answers ``response``.
+
+    The response may hold more: text rclpy's ActionClient "lost".
+    """
 
     def __init__(self, graph: GraphClient):
         self.name = f'/scripted_chat_{uuid.uuid4().hex[:8]}'
@@ -344,7 +345,7 @@ def test_chat_action_unavailable_is_a_clear_error():
 
 @pytest.mark.parametrize('params, message', [
     ({'tts_service_type': 'jobot_ai_msgs/srv/NoSuchType'}, 'tts_service_type'),
-    ({'tts_service_type': 'std_srvs/srv/Trigger'}, "tts_text_field: std_srvs/srv/Trigger "
+    ({'tts_service_type': 'std_srvs/srv/Trigger'}, 'tts_text_field: std_srvs/srv/Trigger '
                                                    "request has no string field 'text'"),
     ({'tts_text_field': 'message'}, "no string field 'message' (string fields: ['text'])"),
     ({'tts_timeout_s': -1.0}, 'tts_timeout_s: must be a number > 0'),

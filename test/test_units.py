@@ -1,20 +1,22 @@
-"""Pure-python units of br_chat_lifecycle (no ROS, no model): text_stream, sessions,
-job_queue, and settings vs config/br_chat.yaml.
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+Pure-python units of br_chat_lifecycle (no ROS, no model).
+
+Covers text_stream, sessions, job_queue, and settings vs config/br_chat.yaml.
 
 Every wait is bounded (threading.Event.wait with a timeout); nothing asserts on timing.
 """
+from pathlib import Path
 import re
 import threading
 import time
-from pathlib import Path
-
-import pytest
-import yaml
 
 from br_chat_lifecycle import settings
 from br_chat_lifecycle.job_queue import Job, JobQueue, QueueClosed, QueueFull
-from br_chat_lifecycle.sessions import SessionStore, session_id_error
+from br_chat_lifecycle.sessions import session_id_error, SessionStore
 from br_chat_lifecycle.text_stream import TextStream
+import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_YAML = REPO_ROOT / 'config' / 'br_chat.yaml'
@@ -199,8 +201,11 @@ def test_sessions_reset_replace_clear():
 
 # =============================================================================== job_queue
 class Starter:
-    """A ``start`` for JobQueue that runs each job on a thread of its own (as the engine
-    runs generations) and can hold them all at a gate."""
+    """
+    A ``start`` for JobQueue that runs each job on a thread of its own.
+
+    Jobs run as the engine runs generations, and the starter can hold them all at a gate.
+    """
 
     def __init__(self):
         self.queue = None
@@ -448,7 +453,7 @@ def test_defaults_are_valid_and_documented():
     ({'max_queue': -1}, 'max_queue: must be >= 0'),
     ({'chat_service_name': 'has space'}, 'chat_service_name: must be a non-empty ROS name'),
     ({'chat_action_name': ''}, 'chat_action_name: must be a non-empty ROS name'),
-    ({'response_format': 'xml'}, "response_format: must be one of"),
+    ({'response_format': 'xml'}, 'response_format: must be one of'),
     ({'n_ctx': 'big'}, 'n_ctx: expected int, got str'),
     ({'response_format': 'json_schema', 'json_schema_file': ''}, 'needs json_schema_file'),
     ({'response_format': 'grammar', 'grammar_file': ''}, 'needs grammar_file'),

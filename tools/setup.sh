@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 # From-nothing setup of br_chat_lifecycle + jobot_ai_msgs. Run from anywhere:
 #
 #     tools/setup.sh          # then:  source env.sh
