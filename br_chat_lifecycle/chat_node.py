@@ -41,7 +41,7 @@ from .chat_core import ChatCore, ChatReply, ChatRequest, CoreConfig, GenerationS
 from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
-from .memory import rss_mb, trim_heap
+from .memory import return_large_blocks_to_the_os, rss_mb, trim_heap
 from .remote_url import public_url
 from .session_cache import SessionCache, SessionDisk
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
@@ -639,6 +639,7 @@ def main(args=None):
     then the process exits (within about a second; a cancel takes effect within a token or a
     prompt chunk).
     """
+    return_large_blocks_to_the_os()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ChatNode()
     executor = MultiThreadedExecutor(num_threads=4)

@@ -206,6 +206,10 @@ def load(config: ModelConfig) -> Tuple['_internals.LlamaModel', '_internals.Llam
     cparams.kv_unified = False   # each sequence gets its own n_ctx cells
     cparams.swa_full = True      # sliding-window models keep the whole prefix: reusable
     cparams.no_perf = True
+    # As llama-cpp-python's Llama (flash_attn=False): llama.cpp's default "auto" turns flash
+    # attention on for the CPU, which rounds differently - a greedy reply would then differ
+    # from raw llama-cpp-python's after a few dozen tokens. Measured: same speed either way.
+    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     t0 = time.monotonic()
     model = context = None
     try:
