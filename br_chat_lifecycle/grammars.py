@@ -798,18 +798,28 @@ def unenforced_keywords(schema: Any) -> List[str]:
 # =============================================================================== conversion
 
 
-def parse_schema(schema_text: str, where: str, limits: SchemaLimits = LIMITS) -> dict:
-    """Parse and check a JSON Schema text: size, JSON, then ``check_schema``."""
-    size = len(schema_text.encode('utf-8'))
-    if size > limits.max_schema_bytes:
-        raise ValueError(f'{where}: the JSON text is {size} bytes, over the limit '
-                         f'{limits.max_schema_bytes}')
+def load_json(text: str, where: str, max_bytes: Optional[int] = None) -> Any:
+    """
+    Parse a client's JSON text, with errors that name ``where``.
+
+    The size is checked first (before parsing anything), then the syntax; a ValueError says
+    ``<where>: the JSON text is N bytes, over the limit M``, ``<where>: not valid JSON:
+    <position>`` or ``<where>: nested too deeply``.
+    """
+    size = len(text.encode('utf-8'))
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(f'{where}: the JSON text is {size} bytes, over the limit {max_bytes}')
     try:
-        schema = json.loads(schema_text)
+        return json.loads(text)
     except ValueError as e:
         raise ValueError(f'{where}: not valid JSON: {e}') from e
     except RecursionError as e:
         raise ValueError(f'{where}: nested too deeply') from e
+
+
+def parse_schema(schema_text: str, where: str, limits: SchemaLimits = LIMITS) -> dict:
+    """Parse and check a JSON Schema text: size, JSON, then ``check_schema``."""
+    schema = load_json(schema_text, where, limits.max_schema_bytes)
     check_schema(schema, where, limits)
     return schema
 

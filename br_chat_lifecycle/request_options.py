@@ -16,6 +16,7 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import settings as node_settings
+from .grammars import load_json
 
 ROLES = ('system', 'user', 'assistant', 'tool')
 MAX_STOP_SEQUENCES = 16
@@ -81,12 +82,7 @@ def _shortest(value: float) -> float:
 
 def parse_messages(text: str, max_chars: int) -> List[Dict[str, Any]]:
     """Return the messages of ``messages_json``; a ValueError says precisely what is wrong."""
-    try:
-        messages = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f'messages_json: not valid JSON: {e}') from e
-    except RecursionError as e:
-        raise ValueError('messages_json: nested too deeply') from e
+    messages = load_json(text, 'messages_json')
     if not isinstance(messages, list):
         raise ValueError(f'messages_json: must be a JSON array of {{"role", "content"}} '
                          f'objects (got a JSON {type(messages).__name__})')

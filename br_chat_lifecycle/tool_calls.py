@@ -87,16 +87,7 @@ def parse_tools(tools_json: str, limits: ToolLimits = TOOL_LIMITS,
     """Parse the tools of a request (``[]`` for an empty field); ValueError names the fault."""
     if not tools_json.strip():
         return []
-    size = len(tools_json.encode('utf-8'))
-    if size > limits.max_tools_json_bytes:
-        raise ValueError(f'tools_json is {size} bytes, over the limit '
-                         f'{limits.max_tools_json_bytes}')
-    try:
-        items = json.loads(tools_json)
-    except ValueError as e:
-        raise ValueError(f'tools_json is not valid JSON: {e}') from e
-    except RecursionError as e:
-        raise ValueError('tools_json is nested too deeply') from e
+    items = grammars.load_json(tools_json, 'tools_json', limits.max_tools_json_bytes)
     if not isinstance(items, list):
         raise ValueError('tools_json must be a JSON array of {"type": "function", "function": '
                          f'{{...}}}} objects (got a JSON {_json_type(items)})')

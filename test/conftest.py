@@ -115,8 +115,9 @@ def tiny_models(tmp_path_factory):
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def graph():
+    """One client participant per test module (its own rclpy context and executor thread)."""
     from chat_harness import GraphClient
     client = GraphClient()
     try:
@@ -142,3 +143,34 @@ def rigs(graph):
     finally:
         for rig in made:
             rig.close()
+
+
+# --------------------------------------------------------------------------- lifecycle helpers
+@pytest.fixture
+def procs():
+    """Collect the processes a test starts; all are stopped afterwards, whatever happened."""
+    started = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+class TransitionRecord:
+    """The file test/lifecycle_test_node.py appends '<node> <transition>' lines to."""
+
+    def __init__(self, path):
+        self.path = path
+        self.file = str(path)
+
+    def lines(self):
+        return [tuple(line.split()) for line in self.path.read_text().splitlines() if line]
+
+    def since(self, start):
+        return self.lines()[start:]
+
+
+@pytest.fixture
+def record(tmp_path):
+    path = tmp_path / 'transitions.txt'
+    path.touch()
+    return TransitionRecord(path)

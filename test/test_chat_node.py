@@ -79,13 +79,6 @@ class Node:
         return self.returncode
 
 
-@pytest.fixture(scope='module')
-def graph():
-    client = GraphClient()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def start_node():
     """Start node processes for one test; all are stopped (SIGINT) at its end."""

@@ -7,15 +7,8 @@ installed); a real rclpy node publishes, a second node in the same process subsc
 /diagnostics. No timing assertions beyond bounded waits.
 """
 
-import os
-import sys
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (HERE, os.path.dirname(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('rclpy')
 pytest.importorskip('diagnostic_msgs')

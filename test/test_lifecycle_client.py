@@ -8,16 +8,9 @@ the blocking calls, as the client's docstring prescribes. Every wait is bounded;
 on timing.
 """
 
-import os
-import sys
 import threading
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (HERE, os.path.dirname(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('rclpy')
 pytest.importorskip('lifecycle_msgs')
@@ -36,29 +29,14 @@ def ros():
     client.close()
 
 
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for process in reversed(started):
-        process.stop()
-
-
-@pytest.fixture
-def record(tmp_path):
-    path = tmp_path / 'transitions.txt'
-    path.touch()
-    return path
-
-
 def start_node(procs, record, **options):
-    node = start_lifecycle_test_node(unique_name('lc_node'), record_file=str(record), **options)
+    node = start_lifecycle_test_node(unique_name('lc_node'), record_file=record.file, **options)
     procs.append(node)
     return node
 
 
 def recorded(record):
-    return [tuple(line.split()) for line in record.read_text().splitlines() if line]
+    return record.lines()
 
 
 def test_transitions_are_performed_and_verified(ros, procs, record):

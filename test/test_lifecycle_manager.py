@@ -9,16 +9,9 @@ nodes append one line per transition callback (the manager performs transitions 
 so the file order is the real order).
 """
 
-import os
-import sys
 import threading
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (HERE, os.path.dirname(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('rclpy')
 pytest.importorskip('lifecycle_msgs')
@@ -40,32 +33,6 @@ def ros():
     client.subscribe_diagnostics()
     yield client
     client.close()
-
-
-@pytest.fixture
-def procs():
-    """Collect the processes a test starts; all are stopped afterwards, whatever happened."""
-    started = []
-    yield started
-    for process in reversed(started):
-        process.stop()
-
-
-@pytest.fixture
-def record(tmp_path):
-    path = tmp_path / 'transitions.txt'
-    path.touch()
-
-    class Record:
-        file = str(path)
-
-        def lines(self):
-            return [tuple(line.split()) for line in path.read_text().splitlines() if line]
-
-        def since(self, start):
-            return self.lines()[start:]
-
-    return Record()
 
 
 def start_nodes(procs, record, count=2, options=None):

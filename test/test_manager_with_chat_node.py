@@ -6,26 +6,11 @@ Order: startup = configure all (chat node first), then activate all; pause/reset
 reverse. Checked through the nodes' states (get_state), the plain node's transition record
 and the chat node's behaviour (it answers chat only when the manager has it active).
 """
-import os
-import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
 
 from chat_harness import ChatNodeProcess, GraphClient  # noqa: E402
-import pytest  # noqa: E402
 from ros_helpers import (RosClient, start_lifecycle_manager,  # noqa: E402
                          start_lifecycle_test_node, unique_name, wait_until)
 from tiny_gguf import write_tiny_model  # noqa: E402
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop()
 
 
 def test_manager_drives_chat_node_and_plain_node(tmp_path, procs):

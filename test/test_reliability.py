@@ -18,21 +18,17 @@ Run: python -m pytest test/test_reliability.py -q   (about 2-4 minutes on 2 core
 from collections import defaultdict
 import os
 from pathlib import Path
-import select
 import shutil
-import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
-import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import GraphClient, wait_until  # noqa: E402
 from chat_rig import (assert_streamed_completely, Endpoint, Goal, proc_threads,  # noqa: E402,F401
                       Rig)
+import doomed_client  # noqa: E402
 import pytest  # noqa: E402
 
 pytestmark = pytest.mark.reliability
@@ -171,25 +167,6 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
 
 
 # ====================================================================== faults
-CLIENT_SCRIPT = textwrap.dedent("""
-    import sys
-    import rclpy
-    from rclpy.action import ActionClient
-    from jobot_ai_msgs.action import LLMChatAction
-    rclpy.init()
-    node = rclpy.create_node('doomed_client_' + sys.argv[2])
-    client = ActionClient(node, LLMChatAction, sys.argv[1])
-    if not client.wait_for_server(timeout_sec=20.0):
-        print('NO_SERVER', flush=True)
-        sys.exit(2)
-    def on_feedback(msg):
-        print('FEEDBACK', flush=True)
-    client.send_goal_async(LLMChatAction.Goal(prompt='tell me a very long story'),
-                           feedback_callback=on_feedback)
-    rclpy.spin(node)
-""")
-
-
 def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
     """
     Keep serving after an action client is SIGKILLed after its first feedback.
@@ -198,24 +175,9 @@ def test_client_killed_mid_stream(rigs, tiny_models, tmp_path):
     """
     rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 1500,
                 'n_parallel': 1, 'max_queue': 2})
-    script = tmp_path / 'doomed_client.py'
-    script.write_text(CLIENT_SCRIPT)
-    victim = subprocess.Popen([sys.executable, str(script), rig.action, uuid.uuid4().hex[:6]],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, seen = time.monotonic() + 30, []
-        while not seen or seen[-1] != 'FEEDBACK':  # skip any log lines before it
-            ready, _, _ = select.select([victim.stdout], [], [],
-                                        max(0.0, deadline - time.monotonic()))
-            line = victim.stdout.readline() if ready else ''
-            assert line, f'the doomed client got no feedback in 30 s: {seen[-5:]}'
-            seen.append(line.strip())
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait(10)
+    victim = doomed_client.start(rig.action, 'tell me a very long story')
+    victim.kill()   # SIGKILL
+    victim.wait(10)
     t_kill = time.monotonic()
     # the orphaned generation is still running right after the kill
     busy = rig.stats(since=t_kill, timeout=10)

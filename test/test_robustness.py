@@ -11,15 +11,14 @@ name). Each test runs ``chat_node`` as its own process and talks to it over a re
 import os
 from pathlib import Path
 import signal
-import subprocess
 import sys
-import textwrap
 import time
 import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
+import doomed_client  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import LLMChat  # noqa: E402
 import pytest  # noqa: E402
@@ -159,24 +158,6 @@ def test_invalid_bounds_in_a_params_file_fail_configure(rigs, default_model_path
 
 
 # ============================================================ departed clients
-CLIENT_SCRIPT = textwrap.dedent("""
-    import sys
-    import rclpy
-    from rclpy.action import ActionClient
-    from jobot_ai_msgs.action import LLMChatAction
-    rclpy.init()
-    node = rclpy.create_node('doomed_client_' + sys.argv[2])
-    client = ActionClient(node, LLMChatAction, sys.argv[1])
-    if not client.wait_for_server(timeout_sec=20.0):
-        print('NO_SERVER', flush=True)
-        sys.exit(2)
-    def on_feedback(msg):
-        print('FEEDBACK', flush=True)
-    client.send_goal_async(LLMChatAction.Goal(prompt=sys.argv[3]), feedback_callback=on_feedback)
-    rclpy.spin(node)
-""")
-
-
 def test_goal_of_a_killed_client_is_stopped(rigs, tiny_models, tmp_path):
     """
     Stop the goal of an action client SIGKILLed mid-stream.
@@ -187,19 +168,9 @@ def test_goal_of_a_killed_client_is_stopped(rigs, tiny_models, tmp_path):
     """
     rig = rigs({'model_path': tiny_models['huge'], 'max_tokens': 30000, 'n_ctx': 32768,
                 'departed_client_grace_s': 1.0, 'diagnostic_updater.period': 0.2}, tap=False)
-    script = tmp_path / 'doomed_client.py'
-    script.write_text(CLIENT_SCRIPT)
-    victim = subprocess.Popen(
-        [sys.executable, str(script), rig.action, uuid.uuid4().hex[:6], 'a long story'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = victim.stdout.readline()
-        while line and 'FEEDBACK' not in line:
-            line = victim.stdout.readline()
-        assert 'FEEDBACK' in line, 'the client got no feedback'
-    finally:
-        victim.kill()
-        victim.wait(10)
+    victim = doomed_client.start(rig.action, 'a long story')
+    victim.kill()
+    victim.wait(10)
     snap = rig.stats(since=time.monotonic(),
                      predicate=lambda s: not s['generating'] and s['requests_total'] == 1,
                      timeout=60)

@@ -405,13 +405,6 @@ def _loaded_schema(node: IntentNode):
 
 # =============================================================================== part 2 nodes
 @pytest.fixture(scope='module')
-def graph():
-    client = GraphClient()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope='module')
 def bad_files(tmp_path_factory):
     d = tmp_path_factory.mktemp('bad_files')
     files = {'not_json': d / 'not_json.schema.json', 'bad_schema': d / 'bad.schema.json',

@@ -164,13 +164,6 @@ def light(room: str):
 
 
 @pytest.fixture(scope='module')
-def graph():
-    client = GraphClient()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope='module')
 def robot(graph):
     r = Robot(graph, move_duration_s=0.1)
     yield r

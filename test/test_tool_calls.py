@@ -67,7 +67,7 @@ def fn(name='t', **function):
 
 # =============================================================================== part 1
 @pytest.mark.parametrize('tools_json, fragments', [
-    ('[{"type": "function"', ['tools_json is not valid JSON']),
+    ('[{"type": "function"', ['tools_json: not valid JSON']),
     ('{"type": "function"}', ['must be a JSON array', 'got a JSON object']),
     ('[]', ['empty array', 'leave the field empty']),
     ('["set_light"]', ['tools_json[0] must be an object', 'got a JSON string']),
@@ -110,7 +110,7 @@ def test_bad_tools_json_is_refused_precisely(tools_json, fragments):
 def test_a_megabyte_of_tools_json_is_refused_by_size_before_parsing():
     big = json.dumps([fn('a', description='x' * (1 << 20))])
     size = len(big.encode())
-    refused_tools(big, f'tools_json is {size} bytes',
+    refused_tools(big, f'tools_json: the JSON text is {size} bytes',
                   f'limit {TOOL_LIMITS.max_tools_json_bytes}')
 
 
