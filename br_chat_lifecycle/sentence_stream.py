@@ -218,3 +218,11 @@ class SentenceStream:
 def _is_cjk(c: str) -> bool:
     """Tell a CJK ideograph or kana (no spaces between words: not part of an English word)."""
     return unicodedata.name(c, '').startswith(('CJK', 'HIRAGANA', 'KATAKANA'))
+
+
+def split_sentences(text: str, max_chars: int = 200) -> List[str]:
+    """Split a whole text the way a stream of it would be split (tests, offline use)."""
+    stream = SentenceStream(max_chars)
+    out = stream.feed(text)
+    rest = stream.finish()
+    return out + ([rest] if rest else [])

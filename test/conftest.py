@@ -126,6 +126,22 @@ def graph():
         client.close()
 
 
+@pytest.fixture(scope='module')
+def module_rigs(graph):
+    """Make Rig objects that live for the whole test module (stopped at its end)."""
+    from chat_rig import Rig
+    made = []
+
+    def make(params, **kw):
+        rig = Rig(graph, params, **kw)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.close()
+
+
 @pytest.fixture
 def rigs(graph):
     """Return a factory for Rig objects; every node process is stopped (SIGINT) at the end."""

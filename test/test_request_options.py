@@ -18,16 +18,9 @@ GREEDY = {'temperature': 0.0}
 
 
 @pytest.fixture(scope='module')
-def rig(default_model_path):
-    from chat_rig import Rig
-    graph = GraphClient()
-    rig = Rig(graph, {'model_path': default_model_path, 'n_ctx': 1024, 'max_tokens': 64,
-                      'diagnostic_updater.period': 0.2})
-    try:
-        yield rig
-    finally:
-        rig.close()
-        graph.close()
+def rig(module_rigs, default_model_path):
+    return module_rigs({'model_path': default_model_path, 'n_ctx': 1024, 'max_tokens': 64,
+                        'diagnostic_updater.period': 0.2})
 
 
 def test_max_tokens_caps_this_reply_only(rig):

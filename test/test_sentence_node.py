@@ -15,9 +15,9 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
-from chat_harness import GraphClient, wait_until  # noqa: E402
-from chat_rig import assert_streamed_completely, Rig  # noqa: E402
+from br_chat_lifecycle.sentence_stream import split_sentences  # noqa: E402
+from chat_harness import wait_until  # noqa: E402
+from chat_rig import assert_streamed_completely  # noqa: E402
 import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -28,23 +28,13 @@ MIXED = 'Write a Chinese sentence.'   # a Chinese sentence, a newline, English
 TERMINATORS = '.!?。！？；;…'
 
 
-def sentences(text, max_chars=200):
-    stream = SentenceStream(max_chars)
-    out = stream.feed(text)
-    rest = stream.finish()
-    return out + ([rest] if rest else [])
+sentences = split_sentences
 
 
 @pytest.fixture(scope='module')
-def rig(default_model_path):
-    graph = GraphClient()
-    rig = Rig(graph, {'model_path': default_model_path, 'temperature': 0.0,
-                      'max_tokens': 72, 'n_ctx': 1024})
-    try:
-        yield rig
-    finally:
-        rig.close()
-        graph.close()
+def rig(module_rigs, default_model_path):
+    return module_rigs({'model_path': default_model_path, 'temperature': 0.0,
+                        'max_tokens': 72, 'n_ctx': 1024})
 
 
 def ask(rig, prompt, **fields):

@@ -30,16 +30,9 @@ OPTIONS = {'temperature': 0.0, 'max_tokens': 200,
 
 
 @pytest.fixture(scope='module')
-def rig(default_model_path):
-    from chat_rig import Rig
-    graph = GraphClient()
-    rig = Rig(graph, {'model_path': default_model_path, 'n_ctx': 2048,
-                      'diagnostic_updater.period': 0.2})
-    try:
-        yield rig
-    finally:
-        rig.close()
-        graph.close()
+def rig(module_rigs, default_model_path):
+    return module_rigs({'model_path': default_model_path, 'n_ctx': 2048,
+                        'diagnostic_updater.period': 0.2})
 
 
 def assert_valid_calls(res, only=None):

@@ -30,7 +30,7 @@ import uuid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from br_chat_lifecycle.client import FeedbackTap  # noqa: E402
-from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
+from br_chat_lifecycle.sentence_stream import split_sentences  # noqa: E402
 from chat_harness import GraphClient, REPO_ROOT, wait_until  # noqa: E402
 from chat_rig import Goal, Rig  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
@@ -47,11 +47,7 @@ CHINESE = '今天天气很好。'        # greedy SmolLM2: Chinese with ！，�
 LONG = 'Tell me a long story about a robot who learns to paint.'
 
 
-def sentences(text, max_chars=200):
-    stream = SentenceStream(max_chars)
-    out = stream.feed(text)
-    rest = stream.finish()
-    return out + ([rest] if rest else [])
+sentences = split_sentences
 
 
 class FakeTts:
