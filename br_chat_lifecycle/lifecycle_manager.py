@@ -224,29 +224,27 @@ class LifecycleManager(Node):
 
     def pause(self):
         """Deactivate all nodes in reverse order."""
-        with self._sequence('pause'):
-            error = self._phase('pause', list(reversed(self._nodes)), PLAN_PAUSE)
-            if error is None:
-                return self._succeeded('inactive', f'paused: {self._describe_nodes()}')
-            return self._failed(f'pause failed: {error}. {self._describe_nodes()}')
+        return self._phases('pause', 'paused', 'inactive', reversed(self._nodes), PLAN_PAUSE)
 
     def resume(self):
         """Activate all nodes in order (they must be configured: use startup otherwise)."""
-        with self._sequence('resume'):
-            error = self._phase('resume', self._nodes, PLAN_RESUME)
-            if error is None:
-                return self._succeeded('active', f'resumed: {self._describe_nodes()}')
-            return self._failed(f'resume failed: {error}. {self._describe_nodes()}')
+        return self._phases('resume', 'resumed', 'active', self._nodes, PLAN_RESUME)
 
     def reset(self):
         """Deactivate and clean up all nodes in reverse order (back to unconfigured)."""
-        with self._sequence('reset'):
-            order = list(reversed(self._nodes))
-            error = (self._phase('reset', order, PLAN_DOWN_DEACTIVATE)
-                     or self._phase('reset', order, PLAN_DOWN_CLEANUP))
+        return self._phases('reset', 'reset', 'unconfigured', reversed(self._nodes),
+                            PLAN_DOWN_DEACTIVATE, PLAN_DOWN_CLEANUP)
+
+    def _phases(self, name, done, target, nodes, *plans):
+        """Run ``plans`` one after the other over ``nodes``; stop at the first failure."""
+        order = list(nodes)
+        with self._sequence(name):
+            error = None
+            for plan in plans:
+                error = error or self._phase(name, order, plan)
             if error is None:
-                return self._succeeded('unconfigured', f'reset: {self._describe_nodes()}')
-            return self._failed(f'reset failed: {error}. {self._describe_nodes()}')
+                return self._succeeded(target, f'{done}: {self._describe_nodes()}')
+            return self._failed(f'{name} failed: {error}. {self._describe_nodes()}')
 
     def shutdown(self):
         """Deactivate all, clean up all, shut down all, each in reverse order (best-effort)."""

@@ -126,28 +126,10 @@ def graph():
         client.close()
 
 
-@pytest.fixture(scope='module')
-def module_rigs(graph):
-    """Make Rig objects that live for the whole test module (stopped at its end)."""
+def _rig_factory(graph):
+    """Yield a factory for Rig objects; every node it started is stopped (SIGINT) after."""
     from chat_rig import Rig
     made = []
-
-    def make(params, **kw):
-        rig = Rig(graph, params, **kw)
-        made.append(rig)
-        return rig
-
-    yield make
-    for rig in made:
-        rig.close()
-
-
-@pytest.fixture
-def rigs(graph):
-    """Return a factory for Rig objects; every node process is stopped (SIGINT) at the end."""
-    made = []
-
-    from chat_rig import Rig
 
     def make(params, **kw):
         rig = Rig(graph, params, **kw)
@@ -161,7 +143,29 @@ def rigs(graph):
             rig.close()
 
 
+@pytest.fixture(scope='module')
+def module_rigs(graph):
+    """Make Rig objects that live for the whole test module."""
+    yield from _rig_factory(graph)
+
+
+@pytest.fixture
+def rigs(graph):
+    """Make Rig objects for one test."""
+    yield from _rig_factory(graph)
+
+
 # --------------------------------------------------------------------------- lifecycle helpers
+@pytest.fixture(scope='module')
+def ros():
+    """Yield a ros_helpers.RosClient (own context, spinning thread) recording /diagnostics."""
+    from ros_helpers import RosClient
+    client = RosClient()
+    client.subscribe_diagnostics()
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def procs():
     """Collect the processes a test starts; all are stopped afterwards, whatever happened."""

@@ -8,7 +8,7 @@ queue busy on demand) and a real subscriber; levels and messages are asserted pe
 import json
 import threading
 
-from chat_harness import ChatNodeProcess, GraphClient
+from chat_harness import ChatNodeProcess
 from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
 from std_msgs.msg import String
@@ -38,11 +38,9 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture
-def client():
-    c = GraphClient()
-    c.subscribe_diagnostics()
-    yield c
-    c.close()
+def client(graph):
+    graph.subscribe_diagnostics()
+    return graph
 
 
 def _status(client, node, level, text, timeout=15.0):

@@ -18,15 +18,7 @@ from br_chat_lifecycle.diagnostics_compat import (CompatDiagnosticStatusWrapper,
                                                   CompatUpdater, make_updater)
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from ros_helpers import RosClient, status_level, status_values, unique_name, wait_until  # noqa
-
-
-@pytest.fixture
-def ros():
-    client = RosClient()
-    client.subscribe_diagnostics()
-    yield client
-    client.close()
+from ros_helpers import status_level, status_values, unique_name, wait_until  # noqa
 
 
 def make_node(ros, name=None, parameter_overrides=None):

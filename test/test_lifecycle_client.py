@@ -19,14 +19,7 @@ from br_chat_lifecycle.lifecycle_client import (ACTIVATE, CONFIGURE,  # noqa: E4
                                                 DEACTIVATE, get_states, LifecycleClient,
                                                 LifecycleError, NoResponse, resolve_node_name,
                                                 ServiceUnavailable, ShuttingDown, TransitionFailed)
-from ros_helpers import RosClient, start_lifecycle_test_node, unique_name, wait_until  # noqa
-
-
-@pytest.fixture(scope='module')
-def ros():
-    client = RosClient()
-    yield client
-    client.close()
+from ros_helpers import start_lifecycle_test_node, unique_name, wait_until  # noqa
 
 
 def start_node(procs, record, **options):

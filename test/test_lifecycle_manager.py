@@ -19,20 +19,12 @@ pytest.importorskip('std_srvs')
 pytest.importorskip('diagnostic_msgs')
 
 from lifecycle_msgs.msg import Transition  # noqa: E402, I100 (after importorskip)
-from ros_helpers import (RosClient, start_lifecycle_manager,  # noqa: E402
+from ros_helpers import (start_lifecycle_manager,  # noqa: E402
                          start_lifecycle_test_node, status_level, status_values, unique_name,
                          wait_until)
 
 ERROR_LEVEL = 2
 STATUS_TASK = 'Lifecycle manager'
-
-
-@pytest.fixture(scope='module')
-def ros():
-    client = RosClient()
-    client.subscribe_diagnostics()
-    yield client
-    client.close()
 
 
 def start_nodes(procs, record, count=2, options=None):
@@ -79,30 +71,20 @@ def test_services_drive_all_nodes_in_nav2_order(ros, procs, record):
     response = call(ros, manager, 'is_active')
     assert response.success, response.message
 
-    # pause: deactivate in reverse order.
-    mark = len(record.lines())
-    response = call(ros, manager, 'pause')
-    assert response.success, response.message
-    assert (ros.get_state(a.fqn), ros.get_state(b.fqn)) == ('inactive', 'inactive')
-    assert record.since(mark) == [(b.fqn, 'deactivate'), (a.fqn, 'deactivate')]
-    assert call(ros, manager, 'is_active').success is False
+    def step(service, state, transitions, active):
+        mark = len(record.lines())
+        response = call(ros, manager, service)
+        assert response.success, response.message
+        assert (ros.get_state(a.fqn), ros.get_state(b.fqn)) == (state, state)
+        assert record.since(mark) == transitions
+        assert call(ros, manager, 'is_active').success is active
 
-    # resume: activate in order.
-    mark = len(record.lines())
-    response = call(ros, manager, 'resume')
-    assert response.success, response.message
-    assert (ros.get_state(a.fqn), ros.get_state(b.fqn)) == ('active', 'active')
-    assert record.since(mark) == [(a.fqn, 'activate'), (b.fqn, 'activate')]
-    assert call(ros, manager, 'is_active').success is True
-
-    # reset: deactivate all, then clean up all, in reverse order.
-    mark = len(record.lines())
-    response = call(ros, manager, 'reset')
-    assert response.success, response.message
-    assert (ros.get_state(a.fqn), ros.get_state(b.fqn)) == ('unconfigured', 'unconfigured')
-    assert record.since(mark) == [(b.fqn, 'deactivate'), (a.fqn, 'deactivate'),
-                                  (b.fqn, 'cleanup'), (a.fqn, 'cleanup')]
-    assert call(ros, manager, 'is_active').success is False
+    # pause: deactivate in reverse order; resume: activate in order; reset: deactivate all,
+    # then clean up all, in reverse order.
+    step('pause', 'inactive', [(b.fqn, 'deactivate'), (a.fqn, 'deactivate')], False)
+    step('resume', 'active', [(a.fqn, 'activate'), (b.fqn, 'activate')], True)
+    step('reset', 'unconfigured', [(b.fqn, 'deactivate'), (a.fqn, 'deactivate'),
+                                   (b.fqn, 'cleanup'), (a.fqn, 'cleanup')], False)
 
     # shutdown from active: everything finalized, in reverse order.
     assert call(ros, manager, 'startup').success

@@ -243,6 +243,13 @@ def queue_factory():
         q.close(timeout=WAIT_S)
 
 
+def held_queue(queue_factory, max_running, max_waiting):
+    """Return a queue whose jobs wait at a closed gate (``st.gate.set()`` lets them end)."""
+    st = Starter()
+    st.gate.clear()
+    return queue_factory(st, max_running=max_running, max_waiting=max_waiting), st
+
+
 def wait_started(starter, n):
     deadline = time.monotonic() + WAIT_S
     while len(starter.started) < n:
@@ -263,9 +270,7 @@ def test_job_queue_starts_jobs_in_arrival_order(queue_factory):
 @pytest.mark.parametrize('max_running, max_waiting', [(1, 0), (1, 3), (3, 2)])
 def test_job_queue_capacity_is_max_running_plus_max_waiting(queue_factory, max_running,
                                                             max_waiting):
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=max_running, max_waiting=max_waiting)
+    q, st = held_queue(queue_factory, max_running, max_waiting)
     jobs = [q.submit(Job(f'j{i}')) for i in range(max_running + max_waiting)]
     wait_started(st, max_running)
     assert q.running == max_running and q.depth == max_waiting
@@ -281,9 +286,7 @@ def test_job_queue_capacity_is_max_running_plus_max_waiting(queue_factory, max_r
 
 def test_job_queue_one_conversation_at_a_time(queue_factory):
     """Two turns of one session never run at once; another session passes the waiting turn."""
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=3, max_waiting=5)
+    q, st = held_queue(queue_factory, 3, 5)
     first = q.submit(Job('a1', key='a'))
     second = q.submit(Job('a2', key='a'))
     other = q.submit(Job('b1', key='b'))
@@ -297,9 +300,7 @@ def test_job_queue_one_conversation_at_a_time(queue_factory):
 
 def test_job_queue_capacity_does_not_depend_on_dispatcher_pickup(queue_factory):
     """A job counts from submit on, whether or not the dispatcher has started it yet."""
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=1, max_waiting=1)
+    q, st = held_queue(queue_factory, 1, 1)
     q.submit(Job(1))
     q.submit(Job(2))            # no wait for pickup in between
     with pytest.raises(QueueFull):
@@ -308,9 +309,7 @@ def test_job_queue_capacity_does_not_depend_on_dispatcher_pickup(queue_factory):
 
 
 def test_job_queue_cancel_all_cancels_running_and_waiting(queue_factory):
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=1, max_waiting=2)
+    q, st = held_queue(queue_factory, 1, 2)
     jobs = [q.submit(Job(i)) for i in range(3)]
     wait_started(st, 1)
     cancelled = q.cancel_all('deactivating')
@@ -325,9 +324,7 @@ def test_job_queue_cancel_all_cancels_running_and_waiting(queue_factory):
 
 
 def test_job_queue_wait_idle_times_out_while_busy(queue_factory):
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=1, max_waiting=1)
+    q, st = held_queue(queue_factory, 1, 1)
     q.submit(Job(1))
     wait_started(st, 1)
     assert q.wait_idle(0.05) is False
@@ -367,9 +364,7 @@ def test_job_queue_survives_an_on_error_that_raises(queue_factory):
 
 
 def test_job_queue_close_answers_waiting_jobs_then_refuses(queue_factory):
-    st = Starter()
-    st.gate.clear()
-    q = queue_factory(st, max_running=1, max_waiting=3)
+    q, st = held_queue(queue_factory, 1, 3)
     jobs = [q.submit(Job(i)) for i in range(4)]
     wait_started(st, 1)
     threading.Timer(0.05, st.gate.set).start()
