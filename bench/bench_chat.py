@@ -122,9 +122,9 @@ def spread(values):
     """(median, min, max, n) of the values that are not None."""
     values = [v for v in values if v is not None]
     if not values:
-        return dict(median=float('nan'), min=float('nan'), max=float('nan'), n=0)
-    return dict(median=statistics.median(values), min=min(values), max=max(values),
-                n=len(values))
+        return {'median': float('nan'), 'min': float('nan'), 'max': float('nan'), 'n': 0}
+    return {'median': statistics.median(values), 'min': min(values), 'max': max(values),
+            'n': len(values)}
 
 
 def loadavg():
@@ -196,9 +196,9 @@ class BenchNode:
         end = stamp[0] if stamp else time.monotonic()
         if not res.success:
             raise RuntimeError(f'service failed: {res.error}')
-        return dict(e2e_s=end - t0, tokens=res.completion_tokens, text=res.response,
-                    prompt_tokens=res.prompt_tokens, cached=res.cached_prompt_tokens,
-                    node_latency_s=res.latency_s, finish=res.finish_reason)
+        return {'e2e_s': end - t0, 'tokens': res.completion_tokens, 'text': res.response,
+                'prompt_tokens': res.prompt_tokens, 'cached': res.cached_prompt_tokens,
+                'node_latency_s': res.latency_s, 'finish': res.finish_reason}
 
     def send_goal(self, prompt, **fields):
         return self.client.send_goal(prompt, action=self.action, timeout=900.0, **fields)
@@ -210,12 +210,12 @@ class BenchNode:
         if not result.success:
             raise RuntimeError(f'goal failed: {outcome.status}: {result.error}')
         first, end = goal.first_feedback_at, goal.result_at or time.monotonic()
-        return dict(ttft_s=first - goal.sent_at if first else None, e2e_s=end - goal.sent_at,
-                    tokens=result.completion_tokens,
-                    tps=tps(result.completion_tokens, first, end), text=result.response,
-                    prompt_tokens=result.prompt_tokens, cached=result.cached_prompt_tokens,
-                    node_ttft_s=result.time_to_first_token_s, node_latency_s=result.latency_s,
-                    finish=result.finish_reason, first_at=first, end_at=end)
+        return {'ttft_s': first - goal.sent_at if first else None, 'e2e_s': end - goal.sent_at,
+                'tokens': result.completion_tokens,
+                'tps': tps(result.completion_tokens, first, end), 'text': result.response,
+                'prompt_tokens': result.prompt_tokens, 'cached': result.cached_prompt_tokens,
+                'node_ttft_s': result.time_to_first_token_s, 'node_latency_s': result.latency_s,
+                'finish': result.finish_reason, 'first_at': first, 'end_at': end}
 
     def goal(self, prompt, **fields) -> dict:
         return self.goal_record(self.send_goal(prompt, **fields))
@@ -233,7 +233,7 @@ class BenchNode:
 # ============================================================================ phases
 def phase_load(raw, node, reps):
     """Model load: raw Llama() vs the configure transition; memory of each cycle."""
-    out = dict(raw_load_s=[], configure_s=[], node_load_s=[], cycles=[])
+    out = {'raw_load_s': [], 'configure_s': [], 'node_load_s': [], 'cycles': []}
     for i in range(reps):
         out['raw_load_s'].append(raw.load())
         rss0 = node.proc.rss_mb()
@@ -248,8 +248,8 @@ def phase_load(raw, node, reps):
         if i < reps - 1:  # the last cycle stays up for the next phases
             node.transition('deactivate')
             node.transition('cleanup')
-            out['cycles'].append(dict(before_mb=rss0, loaded_mb=rss1,
-                                      after_cleanup_mb=node.proc.rss_mb()))
+            out['cycles'].append({'before_mb': rss0, 'loaded_mb': rss1,
+                                  'after_cleanup_mb': node.proc.rss_mb()})
         log(f'load {i + 1}/{reps}: raw {out["raw_load_s"][-1]:.3f} s, configure '
             f'{out["configure_s"][-1]:.3f} s')
     return out
@@ -257,7 +257,7 @@ def phase_load(raw, node, reps):
 
 def phase_latency(raw, node, prompts, rounds, max_tokens, seed):
     """Per prompt and path: TTFT, tokens/s, end-to-end latency (interleaved rounds)."""
-    runs = dict(raw=[], action=[], service=[])
+    runs = {'raw': [], 'action': [], 'service': []}
     for r in range(rounds):
         for path in ('raw', 'action', 'service'):
             for i, prompt in enumerate(prompts):
@@ -311,10 +311,10 @@ def phase_concurrency(node, ceiling, levels, rounds):
             prompts = [LONG_PROMPTS[(r + k) % len(LONG_PROMPTS)] for k in range(n)]
             results, errors, wall = _concurrent(node, prompts)
             tokens = sum(x['tokens'] for x in results)
-            rows.append(dict(round=r, clients=n, requests=len(results), errors=errors,
-                             wall_s=wall, tokens=tokens, tokens_per_s=tokens / wall,
-                             median_latency_s=median(x['e2e_s'] for x in results),
-                             ceiling_tokens_per_s=ceil))
+            rows.append({'round': r, 'clients': n, 'requests': len(results), 'errors': errors,
+                         'wall_s': wall, 'tokens': tokens, 'tokens_per_s': tokens / wall,
+                         'median_latency_s': median(x['e2e_s'] for x in results),
+                         'ceiling_tokens_per_s': ceil})
             log(f'concurrency round {r + 1}/{rounds}, {n} clients: {tokens / wall:.1f} tok/s '
                 f'(raw llama_decode x{n}: {ceil or float("nan"):.1f}), {len(errors)} errors')
     return rows
@@ -337,11 +337,11 @@ def phase_busy(node, rounds):
             rec['busy'] = node.goal(p_busy)
             ends = [BenchNode.goal_record(g)['end_at'] for g in longs]
             rec['busy']['longs_running'] = sum(e > rec['busy']['first_at'] for e in ends)
-        pairs.append(dict(round=r, idle=rec['idle'], busy=rec['busy'],
-                          ratio=rec['busy']['node_ttft_s'] / rec['idle']['node_ttft_s'],
-                          client_ratio=(rec['busy']['ttft_s'] / rec['idle']['ttft_s']
-                                        if rec['busy']['ttft_s'] and rec['idle']['ttft_s']
-                                        else None)))
+        pairs.append({'round': r, 'idle': rec['idle'], 'busy': rec['busy'],
+                      'ratio': rec['busy']['node_ttft_s'] / rec['idle']['node_ttft_s'],
+                      'client_ratio': (rec['busy']['ttft_s'] / rec['idle']['ttft_s']
+                                       if rec['busy']['ttft_s'] and rec['idle']['ttft_s']
+                                       else None)})
         log(f'busy {r + 1}/{rounds}: idle {rec["idle"]["node_ttft_s"] * 1e3:.0f} ms, beside 3 '
             f'long {rec["busy"]["node_ttft_s"] * 1e3:.0f} ms ({rec["busy"]["longs_running"]}/3 '
             'still running at its first token)')
@@ -361,10 +361,10 @@ def _session_turn(warm, cold, sid, turn, i, label):
     for which in (('warm', 'cold') if (turn + i) % 2 == 0 else ('cold', 'warm')):
         rec[which] = (warm if which == 'warm' else cold).goal(prompt, session_id=sid)
     w, c = rec['warm'], rec['cold']
-    return dict(phase=label, turn=turn, session=i, warm=w, cold=c,
-                ratio=w['node_ttft_s'] / c['node_ttft_s'] if c['node_ttft_s'] else None,
-                client_ratio=(w['ttft_s'] / c['ttft_s'] if w['ttft_s'] and c['ttft_s']
-                              else None))
+    return {'phase': label, 'turn': turn, 'session': i, 'warm': w, 'cold': c,
+            'ratio': w['node_ttft_s'] / c['node_ttft_s'] if c['node_ttft_s'] else None,
+            'client_ratio': (w['ttft_s'] / c['ttft_s'] if w['ttft_s'] and c['ttft_s']
+                             else None)}
 
 
 def phase_sessions(warm, cold, sids, turns):
@@ -385,7 +385,7 @@ def phase_sessions(warm, cold, sids, turns):
 def phase_restart(warm, cold, sids, first_turn, quick):
     """The next turn of every session after cleanup -> configure -> activate, then after
     SIGKILL and a new process on the same session_dir."""
-    out = dict(pairs=[], snapshots={})
+    out = {'pairs': [], 'snapshots': {}}
     for k, how in enumerate(('reconfigure', 'process restart')):
         if how == 'reconfigure':
             for t in ('deactivate', 'cleanup', 'configure', 'activate'):
@@ -411,7 +411,7 @@ def phase_memory(client, base_params, cache_mb, max_sessions, cycles, n_sessions
     params = dict(base_params, session_cache_mb=float(cache_mb), max_tokens=8,
                   session_dir=n_sessions_dir)
     node = BenchNode(client, params, tag='bench_mem')
-    out = dict(cache_mb=cache_mb, cycles=[])
+    out = {'cache_mb': cache_mb, 'cycles': []}
     try:
         out['before_mb'] = node.proc.rss_mb()
         node.bring_up()
@@ -446,7 +446,7 @@ def phase_memory(client, base_params, cache_mb, max_sessions, cycles, n_sessions
             loaded = node.proc.rss_mb()
             node.transition('deactivate')
             node.transition('cleanup')
-            out['cycles'].append(dict(loaded_mb=loaded, after_cleanup_mb=node.proc.rss_mb()))
+            out['cycles'].append({'loaded_mb': loaded, 'after_cleanup_mb': node.proc.rss_mb()})
         if cycles:
             log(f'memory: {cycles} cycles, loaded RSS {out["cycles"][0]["loaded_mb"]:.0f} -> '
                 f'{out["cycles"][-1]["loaded_mb"]:.0f} MB, after cleanup '
@@ -509,22 +509,22 @@ def summarize(cfg, r):
                 if x['ceiling_tokens_per_s'] and one['ceiling_tokens_per_s']:
                     ceil_ratio.append(x['ceiling_tokens_per_s'] / one['ceiling_tokens_per_s'])
             mine = [x for x in rows if x['clients'] == n]
-            s['concurrency'].append(dict(
-                clients=n, tokens_per_s=median(x['tokens_per_s'] for x in mine),
-                ratio=spread(node_ratio), ceiling_tokens_per_s=median(
-                    x['ceiling_tokens_per_s'] for x in mine), ceiling_ratio=spread(ceil_ratio),
-                median_latency_s=median(x['median_latency_s'] for x in mine),
-                errors=sum(len(x['errors']) for x in mine)))
+            s['concurrency'].append({
+                'clients': n, 'tokens_per_s': median(x['tokens_per_s'] for x in mine),
+                'ratio': spread(node_ratio), 'ceiling_tokens_per_s': median(
+                    x['ceiling_tokens_per_s'] for x in mine), 'ceiling_ratio': spread(ceil_ratio),
+                'median_latency_s': median(x['median_latency_s'] for x in mine),
+                'errors': sum(len(x['errors']) for x in mine)})
         top = s['concurrency'][-1]
         if top['clients'] == 4:
             targets['concurrency'] = top['ratio']['median'] >= TARGET_CONCURRENCY
     if 'busy' in r:
         pairs = r['busy']
-        s['busy'] = dict(idle_ttft_s=median(p['idle']['node_ttft_s'] for p in pairs),
-                         busy_ttft_s=median(p['busy']['node_ttft_s'] for p in pairs),
-                         ratio=spread(p['ratio'] for p in pairs),
-                         client_ratio=spread(p['client_ratio'] for p in pairs),
-                         longs_running=median(p['busy']['longs_running'] for p in pairs))
+        s['busy'] = {'idle_ttft_s': median(p['idle']['node_ttft_s'] for p in pairs),
+                     'busy_ttft_s': median(p['busy']['node_ttft_s'] for p in pairs),
+                     'ratio': spread(p['ratio'] for p in pairs),
+                     'client_ratio': spread(p['client_ratio'] for p in pairs),
+                     'longs_running': median(p['busy']['longs_running'] for p in pairs)}
         targets['busy'] = s['busy']['ratio']['median'] <= TARGET_BUSY_TTFT
     groups = []
     if 'sessions' in r:
@@ -535,17 +535,17 @@ def summarize(cfg, r):
     s['warm'] = {}
     for label, pairs in groups:
         same = sum(p['warm']['prompt_tokens'] == p['cold']['prompt_tokens'] for p in pairs)
-        s['warm'][label] = dict(
-            warm_ttft_s=median(p['warm']['node_ttft_s'] for p in pairs),
-            cold_ttft_s=median(p['cold']['node_ttft_s'] for p in pairs),
-            ratio=spread(p['ratio'] for p in pairs),
-            client_ratio=spread(p['client_ratio'] for p in pairs),
-            prompt_tokens=median(p['warm']['prompt_tokens'] for p in pairs),
-            warm_cached=median(p['warm']['cached'] for p in pairs),
-            cold_prompt_tokens=median(p['cold']['prompt_tokens'] for p in pairs),
-            cold_cached=median(p['cold']['cached'] for p in pairs),
-            same_prompt=f'{same}/{len(pairs)}',
-            worst=max((p['ratio'] for p in pairs if p['ratio'] is not None), default=None))
+        s['warm'][label] = {
+            'warm_ttft_s': median(p['warm']['node_ttft_s'] for p in pairs),
+            'cold_ttft_s': median(p['cold']['node_ttft_s'] for p in pairs),
+            'ratio': spread(p['ratio'] for p in pairs),
+            'client_ratio': spread(p['client_ratio'] for p in pairs),
+            'prompt_tokens': median(p['warm']['prompt_tokens'] for p in pairs),
+            'warm_cached': median(p['warm']['cached'] for p in pairs),
+            'cold_prompt_tokens': median(p['cold']['prompt_tokens'] for p in pairs),
+            'cold_cached': median(p['cold']['cached'] for p in pairs),
+            'same_prompt': f'{same}/{len(pairs)}',
+            'worst': max((p['ratio'] for p in pairs if p['ratio'] is not None), default=None)}
         targets[f'warm {label}'] = s['warm'][label]['ratio']['median'] <= TARGET_WARM_RATIO
     if 'final_memory' in r:
         m = r['final_memory']
@@ -726,26 +726,27 @@ def main(argv=None):
     if unknown:
         ap.error(f'unknown phase(s) {unknown}; known: {", ".join(PHASES)}')
     quick = args.quick
-    cfg = dict(
-        mode='quick' if quick else 'full', model=model, n_ctx=args.n_ctx, n_batch=args.n_batch,
-        n_parallel=args.n_parallel, phases=phases, chat_template=chat_template,
-        n_threads=args.n_threads or max(1, (os.cpu_count() or 1) // 2), cpus=os.cpu_count(),
-        seed=args.seed, feedback_interval_s=args.feedback_interval,
-        max_tokens=args.max_tokens or (32 if quick else 128),
-        rounds=args.rounds or (1 if quick else 3),
-        n_prompts=args.prompts or (2 if quick else 5),
-        load_reps=1 if quick else 3,
-        concurrency_levels=[1, 2] if quick else [1, 2, 4],
-        concurrency_rounds=args.rounds or (1 if quick else 3),
-        ceiling_steps=16 if quick else 64,
-        busy_rounds=args.rounds or (1 if quick else 4),
-        sessions=2 if quick else 8, session_turns=2 if quick else 3,
-        memory_cache_mb=8 if quick else 32, memory_max_sessions=4 if quick else 24,
-        memory_n_parallel=1 if quick else args.n_parallel,
-        memory_cycles=2 if quick else 20,
-        loadavg_start=loadavg(),
-        python=platform.python_version(), llama_cpp_python=llama_cpp.__version__,
-    )
+    cfg = {
+        'mode': 'quick' if quick else 'full', 'model': model, 'n_ctx': args.n_ctx,
+        'n_batch': args.n_batch,
+        'n_parallel': args.n_parallel, 'phases': phases, 'chat_template': chat_template,
+        'n_threads': args.n_threads or max(1, (os.cpu_count() or 1) // 2), 'cpus': os.cpu_count(),
+        'seed': args.seed, 'feedback_interval_s': args.feedback_interval,
+        'max_tokens': args.max_tokens or (32 if quick else 128),
+        'rounds': args.rounds or (1 if quick else 3),
+        'n_prompts': args.prompts or (2 if quick else 5),
+        'load_reps': 1 if quick else 3,
+        'concurrency_levels': [1, 2] if quick else [1, 2, 4],
+        'concurrency_rounds': args.rounds or (1 if quick else 3),
+        'ceiling_steps': 16 if quick else 64,
+        'busy_rounds': args.rounds or (1 if quick else 4),
+        'sessions': 2 if quick else 8, 'session_turns': 2 if quick else 3,
+        'memory_cache_mb': 8 if quick else 32, 'memory_max_sessions': 4 if quick else 24,
+        'memory_n_parallel': 1 if quick else args.n_parallel,
+        'memory_cycles': 2 if quick else 20,
+        'loadavg_start': loadavg(),
+        'python': platform.python_version(), 'llama_cpp_python': llama_cpp.__version__,
+    }
     base = {'model_path': model, 'n_ctx': cfg['n_ctx'], 'n_batch': cfg['n_batch'],
             'n_threads': cfg['n_threads'],
             'max_tokens': cfg['max_tokens'], 'temperature': 0.0, 'top_k': 40, 'top_p': 0.9,
@@ -803,9 +804,9 @@ def main(argv=None):
         node.transition('deactivate')
         node.transition('cleanup')
         time.sleep(0.5)
-        results['final_memory'] = dict(before_mb=rss_before, loaded_mb=rss_loaded,
-                                       after_cleanup_mb=node.proc.rss_mb(),
-                                       cycles=results.get('load', {}).get('cycles', []))
+        results['final_memory'] = {'before_mb': rss_before, 'loaded_mb': rss_loaded,
+                                   'after_cleanup_mb': node.proc.rss_mb(),
+                                   'cycles': results.get('load', {}).get('cycles', [])}
         rc = node.close()
         node = None
         if 'memory' in phases:
@@ -832,7 +833,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f'bench_{time.strftime("%Y%m%d_%H%M%S")}_{cfg["mode"]}.json')
     with open(path, 'w') as f:
-        json.dump(dict(config=cfg, summary=summary, results=results, node_exit_code=rc), f,
+        json.dump({'config': cfg, 'summary': summary, 'results': results, 'node_exit_code': rc}, f,
                   indent=1, default=str)
     log(f'done in {cfg["duration_s"]:.0f} s; JSON: {path}; node exit code {rc}')
     return 0 if rc == 0 else 1

@@ -38,13 +38,13 @@ Prints a markdown report (progress on stderr).
 """
 import argparse
 import os
+from pathlib import Path
 import random
 import statistics
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -56,10 +56,10 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ['PYTHONPATH'] = os.pathsep.join(
     [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
-import openai  # noqa: E402
 from br_chat_lifecycle.client import ChatClient, wait_future  # noqa: E402
 from br_chat_lifecycle.node_process import NodeProcess  # noqa: E402
 from br_chat_lifecycle.settings import default_model_path  # noqa: E402
+import openai  # noqa: E402
 from remote_servers import LlamaServer  # noqa: E402
 
 PROMPTS = [
@@ -69,7 +69,8 @@ PROMPTS = [
     'Describe a day in the life of a honey bee.',
     'Give me step by step instructions to plant a tree.',
 ]
-SAMPLING = dict(temperature=0.0, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=42)
+SAMPLING = {'temperature': 0.0, 'top_p': 0.9, 'top_k': 40, 'min_p': 0.05, 'repeat_penalty': 1.0,
+            'seed': 42}
 TARGET_ADDED_TTFT_S = 0.020
 TARGET_TPS_RATIO = 0.97
 TARGET_CONCURRENT_RATIO = 0.90
@@ -127,8 +128,8 @@ class Direct:
                     chunks += 1
                     parts.append(choice.delta.content)
         end = time.monotonic()
-        return dict(ttft_s=first - t0 if first else None, tokens=chunks,
-                    tps=_tps(chunks, first, last), e2e_s=end - t0, text=''.join(parts))
+        return {'ttft_s': first - t0 if first else None, 'tokens': chunks,
+                'tps': _tps(chunks, first, last), 'e2e_s': end - t0, 'text': ''.join(parts)}
 
 
 class Node:
@@ -156,9 +157,9 @@ class Node:
             raise RuntimeError(f'goal failed: {r.error}')
         first, last = goal.first_feedback_at, goal.last_feedback_at
         end = goal.result_at or time.monotonic()
-        return dict(ttft_s=first - goal.sent_at if first else None, tokens=r.completion_tokens,
-                    tps=_tps(r.completion_tokens, first, last), e2e_s=end - goal.sent_at,
-                    text=r.response, node_ttft_s=r.time_to_first_token_s)
+        return {'ttft_s': first - goal.sent_at if first else None, 'tokens': r.completion_tokens,
+                'tps': _tps(r.completion_tokens, first, last), 'e2e_s': end - goal.sent_at,
+                'text': r.response, 'node_ttft_s': r.time_to_first_token_s}
 
     def chat(self, prompt) -> dict:
         stamp = []
@@ -168,8 +169,8 @@ class Node:
         r = wait_future(future, 600.0, f'{self.service} reply')
         if not r.success:
             raise RuntimeError(f'service failed: {r.error}')
-        return dict(tokens=r.completion_tokens, e2e_s=(stamp or [time.monotonic()])[0] - t0,
-                    text=r.response)
+        return {'tokens': r.completion_tokens, 'e2e_s': (stamp or [time.monotonic()])[0] - t0,
+                'text': r.response}
 
     def close(self):
         return self.proc.stop()
@@ -196,7 +197,7 @@ def concurrent(call, prompts) -> dict:
         t.join()
     wall = time.monotonic() - t0
     tokens = sum(r['tokens'] for r in results)
-    return dict(wall_s=wall, tokens=tokens, tps=tokens / wall, errors=errors)
+    return {'wall_s': wall, 'tokens': tokens, 'tps': tokens / wall, 'errors': errors}
 
 
 def main(argv=None) -> int:
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
           f'{median(c["node"]["tps"] for c in conc):.1f} | {conc_ratio * 100:.1f} % | >= '
           f'{TARGET_CONCURRENT_RATIO * 100:.0f} % | {ok(conc_ratio >= TARGET_CONCURRENT_RATIO)} |')
     print(f'\nIdentical greedy text on both paths in {same}/{len(pairs)} pairs (a difference '
-          'comes from the server\'s KV-cache state: the same direct request sent twice in a '
+          "comes from the server's KV-cache state: the same direct request sent twice in a "
           'row can differ too).')
     return 0
 

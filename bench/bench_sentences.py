@@ -38,6 +38,7 @@ between tokens (and so "vs last token").
 import argparse
 import json
 import os
+from pathlib import Path
 import random
 import statistics
 import subprocess
@@ -46,7 +47,6 @@ import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -55,13 +55,11 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ['PYTHONPATH'] = os.pathsep.join(
     [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
-import yaml  # noqa: E402
-
-
 from br_chat_lifecycle import settings  # noqa: E402
-from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
 from br_chat_lifecycle.client import ChatClient  # noqa: E402
 from br_chat_lifecycle.lifecycle_client import LifecycleError  # noqa: E402
+from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
+import yaml  # noqa: E402
 
 PROMPTS = [
     'Explain how a robot vacuum cleaner finds its way around a house.',
@@ -182,9 +180,9 @@ class Bench:
         key = goal.key
         node = self._node_pieces(key.hex())
         assert ''.join(p for _, p in node['pieces']) == text
-        return dict(text=text, sent=goal.sent_at, result=goal.result_at,
-                    tokens=outcome.result.completion_tokens,
-                    partials=got, pieces=node['pieces'], end=node['end'])
+        return {'text': text, 'sent': goal.sent_at, 'result': goal.result_at,
+                'tokens': outcome.result.completion_tokens,
+                'partials': got, 'pieces': node['pieces'], 'end': node['end']}
 
 
 def sentence_latencies(run):

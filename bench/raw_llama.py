@@ -31,10 +31,10 @@ class Raw:
 
     def __init__(self, model, n_ctx, n_threads, n_batch=512, chat_template=''):
         self.chat_template = chat_template
-        self.kwargs = dict(model_path=model, n_ctx=n_ctx, n_batch=n_batch,
-                           n_ubatch=min(n_batch, 512),
-                           n_threads=n_threads,
-                           n_threads_batch=n_threads, verbose=False)
+        self.kwargs = {'model_path': model, 'n_ctx': n_ctx, 'n_batch': n_batch,
+                       'n_ubatch': min(n_batch, 512),
+                       'n_threads': n_threads,
+                       'n_threads_batch': n_threads, 'verbose': False}
         self.llm = None
 
     def load(self) -> float:
@@ -77,8 +77,8 @@ class Raw:
         # streamed chunks carry no usage: count the reply's tokens by tokenizing it (the
         # same count as the node's for identical greedy text, checked in the report)
         tokens = len(self.llm.tokenize(text.encode('utf-8'), add_bos=False, special=False))
-        return dict(ttft_s=first - t0 if first else None, e2e_s=end - t0, tokens=tokens,
-                    tps=tps(tokens, first, end), text=text, finish=finish)
+        return {'ttft_s': first - t0 if first else None, 'e2e_s': end - t0, 'tokens': tokens,
+                'tps': tps(tokens, first, end), 'text': text, 'finish': finish}
 
 
 class DecodeCeiling:
@@ -134,8 +134,8 @@ class DecodeCeiling:
             self._fill([(self.tokens[p + k], p + k, s, True) for s in range(n_seqs)])
         llama_cpp.llama_synchronize(self.ctx)
         dt = time.monotonic() - t0
-        return dict(seqs=n_seqs, steps=self.steps, seconds=dt,
-                    tokens_per_s=n_seqs * self.steps / dt)
+        return {'seqs': n_seqs, 'steps': self.steps, 'seconds': dt,
+                'tokens_per_s': n_seqs * self.steps / dt}
 
     def close(self):
         if self.batch is not None:

@@ -13,15 +13,18 @@ service/action callbacks (a reentrant group). Callbacks never run a generation t
 they submit a job to ChatCore's single worker thread and ``await`` its completion, so a slow
 generation blocks neither lifecycle transitions nor other requests.
 """
+from dataclasses import dataclass, field
 import json
 import os
 import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Dict, Optional, Set
 
+from jobot_ai_msgs.action import LLMChatAction
+from jobot_ai_msgs.srv import LLMChat
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.action import CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -29,12 +32,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.task import Future
 from std_msgs.msg import String
-
-from jobot_ai_msgs.action import LLMChatAction
-from jobot_ai_msgs.srv import LLMChat
 
 from . import settings
 from .chat_core import ChatCore, ChatReply, ChatRequest, CoreConfig, GenerationSettings
@@ -43,9 +42,9 @@ from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .memory import return_large_blocks_to_the_os, rss_mb, trim_heap
 from .remote_url import public_url
-from .session_cache import SessionCache, SessionDisk
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
 from .sentence_stream import SentenceStream
+from .session_cache import SessionCache, SessionDisk
 from .stats import ChatStats
 from .structured_output import FormatResolver
 
@@ -478,8 +477,8 @@ class ChatNode(LifecycleNode):
             goal.alone_since = goal.alone_since or now
             if now - goal.alone_since >= grace and not goal.job.cancelled:
                 self.get_logger().warning(
-                    f'goal {bytes(goal.handle.goal_id.uuid).hex()[:8]}: its action client left (no feedback subscriber for {grace:.1f} s): '
-                    'stopping its generation')
+                    f'goal {bytes(goal.handle.goal_id.uuid).hex()[:8]}: its action client left '
+                    f'(no feedback subscriber for {grace:.1f} s): stopping its generation')
                 self._core.cancel(goal.job, f'the action client left (no feedback subscriber '
                                             f'for {grace:.1f} s)')
 

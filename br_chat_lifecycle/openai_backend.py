@@ -47,12 +47,12 @@ Threading: ``start``/``wake``/``prompt_tokens``/``close`` may be called from any
 """
 import asyncio
 import concurrent.futures
+from dataclasses import dataclass
 import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import openai
@@ -447,9 +447,9 @@ class OpenAIEngine:
 
     def _request_args(self, run: _Run, style: Optional[str]) -> Dict[str, Any]:
         req, s = run.request, run.request.sampling
-        args = dict(model=self.config.model, messages=req.messages, max_tokens=s.max_tokens,
-                    temperature=s.temperature, top_p=s.top_p, stream=True,
-                    stream_options={'include_usage': True})
+        args = {'model': self.config.model, 'messages': req.messages, 'max_tokens': s.max_tokens,
+                'temperature': s.temperature, 'top_p': s.top_p, 'stream': True,
+                'stream_options': {'include_usage': True}}
         if s.stop:
             args['stop'] = list(s.stop)
         if s.seed >= 0:

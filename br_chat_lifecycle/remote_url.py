@@ -5,8 +5,8 @@ Plain ``urllib.parse`` (no HTTP, no heavy imports): settings.py validates parame
 the node shows the URL in diagnostics, openai_backend.py in its error texts.
 """
 import re
-import urllib.parse
 from typing import Optional
+import urllib.parse
 
 _USERINFO = re.compile(r'(https?://)[^/@\s]*@')
 

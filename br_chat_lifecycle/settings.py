@@ -7,9 +7,9 @@ two agree. ``when`` says when a change takes effect:
                 ``ros2 param set`` and is validated when set.
 """
 import dataclasses
+from dataclasses import dataclass
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .remote_url import public_url, url_error
@@ -83,11 +83,11 @@ PARAMS: Sequence[Param] = (
           'in flight). See docs/remote_backend.md.',
           check=_one_of('local', 'openai')),
     Param('base_url', '',
-          'backend openai: the server\'s OpenAI API root, e.g. http://gpu-server:8000/v1 '
+          "backend openai: the server's OpenAI API root, e.g. http://gpu-server:8000/v1 "
           '(http or https; required). Credentials in it never appear in logs or '
           'diagnostics.', check=_url),
     Param('model', '',
-          'backend openai: the model\'s name on the server, as its GET /v1/models lists it '
+          "backend openai: the model's name on the server, as its GET /v1/models lists it "
           '(required; configure fails if the server does not serve it).'),
     Param('api_key_env', '',
           'backend openai: NAME of the environment variable holding the API key (sent as a '
@@ -115,16 +115,16 @@ PARAMS: Sequence[Param] = (
           check=_range(1, 64)),
     Param('n_threads', 0,
           'CPU threads for generation; 0 = half the cores (at least 1), leaving the rest to '
-          'the robot\'s other nodes (llama.cpp threads spin: oversubscribed cores are slow). '
+          "the robot's other nodes (llama.cpp threads spin: oversubscribed cores are slow). "
           'At most the number of CPUs.',
           check=_threads),
     Param('n_threads_batch', 0, 'CPU threads for prompt evaluation; 0 = n_threads. At most '
           'the number of CPUs.', check=_threads),
     Param('n_batch', 32,
-          'Most tokens per llama.cpp decode step: every generating slot\'s next token plus '
+          "Most tokens per llama.cpp decode step: every generating slot's next token plus "
           'chunks of prompts being evaluated. Small steps keep streams flowing while a long '
           'prompt is evaluated, and keep a reply independent of what else runs: from 64 '
-          'tokens on, llama.cpp\'s CPU kernels take another matrix path for some weight '
+          "tokens on, llama.cpp's CPU kernels take another matrix path for some weight "
           'types (e.g. Q4_1/Q8_0) that rounds differently, so a greedy reply would depend on '
           'chunking, caching and other slots. 32 costs 0-10% of prompt speed against 512 '
           '(measured on 2 cores).', check=_range(1, 4096)),
@@ -133,7 +133,7 @@ PARAMS: Sequence[Param] = (
     Param('use_mmap', True, 'Memory-map the model file (fast load, shared page cache).'),
     Param('use_mlock', False, 'Lock the model in RAM (avoids swapping; needs privileges).'),
     Param('chat_template', '',
-          'Jinja chat template overriding the one in the GGUF. Empty: use the model\'s own.'),
+          "Jinja chat template overriding the one in the GGUF. Empty: use the model's own."),
     # --- serving (read on configure) -----------------------------------------------------
     Param('chat_service_name', 'chat_service', 'Name of the LLMChat service.', check=_name),
     Param('chat_action_name', 'chat_action', 'Name of the LLMChatAction action.',
@@ -167,7 +167,7 @@ PARAMS: Sequence[Param] = (
           'to be sent (cancel takes effect within a token or a prompt chunk of ~0.2 s).',
           check=_range(0.0, 600.0)),
     Param('max_generation_s', 300.0,
-          'Safety cap on one generation\'s run time (prompt evaluation + reply, not the time '
+          "Safety cap on one generation's run time (prompt evaluation + reply, not the time "
           'waiting in the queue): beyond it the request ends with success=false and the text '
           'so far.', when='live', check=_range(0.1, 86400.0)),
     Param('departed_client_grace_s', 2.0,
@@ -193,7 +193,7 @@ PARAMS: Sequence[Param] = (
           check=_one_of('text', 'json', 'json_schema', 'grammar')),
     Param('json_schema_file', '',
           'JSON Schema file used when response_format is json_schema. A relative path is '
-          'looked up in the package\'s share/config, share, then the working directory.'),
+          "looked up in the package's share/config, share, then the working directory."),
     Param('grammar_file', '',
           'GBNF grammar file used when response_format is grammar (relative paths: as '
           'json_schema_file).'),
@@ -213,7 +213,7 @@ PARAMS: Sequence[Param] = (
     Param('seed', -1, 'Sampling seed; -1 = random per request.', when='live',
           check=_range(-1, 4294967294)),
     Param('stop', [''],
-          'Extra stop sequences (the model\'s end-of-turn token always stops). Empty '
+          "Extra stop sequences (the model's end-of-turn token always stops). Empty "
           'strings are ignored.', when='live', convert=lambda v: tuple(s for s in v if s)),
     # --- diagnostics (live) --------------------------------------------------------------
     Param('diag_latency_warn_s', 30.0, 'WARN when the rolling p95 latency exceeds this.',

@@ -12,6 +12,7 @@ Every wait is bounded; every server stops by itself when the test process ends (
 child processes killed in ``stop``).
 """
 import http.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import socket
@@ -20,10 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from typing import List, Optional
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import List, Optional
 
 
 def free_port() -> int:

@@ -16,21 +16,19 @@ No timing assertions; every wait is bounded.
 """
 import json
 import os
+from pathlib import Path
 import re
 import sys
-from pathlib import Path
-
-import jsonschema
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
-from chat_rig import Rig, assert_streamed_completely  # noqa: E402
-from remote_servers import FakeServer, LlamaServer, RecordingProxy, free_port  # noqa: E402
-
 from br_chat_lifecycle import settings  # noqa: E402
 from br_chat_lifecycle.remote_url import public_url, strip_userinfo, url_error  # noqa: E402
+from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
+from chat_rig import assert_streamed_completely, Rig  # noqa: E402
+import jsonschema  # noqa: E402
+import pytest  # noqa: E402
+from remote_servers import FakeServer, free_port, LlamaServer, RecordingProxy  # noqa: E402
 
 KEY = 'sk-test-4f1c9e0b7d2a'            # the server's API key: must never show up anywhere
 KEY_ENV = 'BR_CHAT_TEST_REMOTE_KEY'
@@ -409,7 +407,7 @@ def test_stop_sequences_and_schema_are_enforced_by_the_node(fake_rig, fake):
 
 # ============================================================================ vendor clients
 def test_vendor_clients_unchanged(server):
-    from test_chat_node import run_vendor_client   # the same runner as the local-model tests
+    from test_chat_node import run_vendor_client  # the same runner as the local-model tests
     graph = GraphClient()
     node = ChatNodeProcess(_remote(server.url, max_tokens=64))
     try:

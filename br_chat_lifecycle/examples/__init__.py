@@ -1,1 +1,4 @@
-"""Example clients for the chat node (console scripts chat_client, chat_action_client, intent_client)."""
+"""Example clients for the chat node.
+
+Console scripts chat_client, chat_action_client and intent_client.
+"""

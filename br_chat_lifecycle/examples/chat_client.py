@@ -23,8 +23,8 @@ def add_request_options(parser):
 
 
 def request_options(args) -> dict:
-    return dict(max_tokens=args.max_tokens, temperature=args.temperature,
-                system_prompt=args.system_prompt)
+    return {'max_tokens': args.max_tokens, 'temperature': args.temperature,
+            'system_prompt': args.system_prompt}
 
 
 def main(argv=None):

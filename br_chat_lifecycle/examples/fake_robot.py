@@ -20,16 +20,15 @@ import json
 import threading
 import time
 
+from jobot_ai_msgs.srv import MoveTo, Say, SetLight
+from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import ParameterDescriptor
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-
-from jobot_ai_msgs.srv import MoveTo, Say, SetLight
 
 from ..ros_schema import message_to_json
 
