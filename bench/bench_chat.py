@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Benchmark: raw llama-cpp-python vs the chat node, single stream and parallel slots, ONE run.
+"""
+Benchmark: raw llama-cpp-python vs the chat node, single stream and parallel slots, ONE run.
 
 Same machine, same model, greedy decoding (temperature 0, repeat_penalty 1.0, fixed seed, the
 node's max_tokens) everywhere. Phases (see bench/README.md for every number):
@@ -137,11 +138,13 @@ def log(msg):
 
 # ============================================================================ node
 class BenchNode:
-    """The chat node as a subprocess (unique names) and the client's calls on it.
+    """
+    The chat node as a subprocess (unique names) and the client's calls on it.
 
     The action calls are what a user writes: ChatClient.send_goal with a plain rclpy
     ActionClient underneath (exact_feedback off); the client's per-message work is part of
-    what is measured."""
+    what is measured.
+    """
 
     def __init__(self, client: ChatClient, params: dict, tag: str = 'bench'):
         self.client = client
@@ -162,7 +165,11 @@ class BenchNode:
         self.client.lifecycle(self.name, transition_timeout=300.0).get_state(wait=60.0)
 
     def restart(self, kill=True):
-        """A new process with the same parameters (same session_dir); SIGKILL the old one."""
+        """
+        Replace the node process with a new one with the same parameters (same session_dir).
+
+        The old one is SIGKILLed (with ``kill=False``: stopped).
+        """
         if kill:
             self.proc.kill()
         else:
@@ -302,8 +309,12 @@ def _concurrent(node, prompts):
 
 
 def phase_concurrency(node, ceiling, levels, rounds):
-    """Aggregate generation tokens/s of N simultaneous service clients, and of raw batched
-    llama_decode with N sequences, level by level within each round."""
+    """
+    Measure the aggregate generation tokens/s of N clients and of raw batched decoding.
+
+    N simultaneous service clients, and raw batched llama_decode with N sequences, level by
+    level within each round.
+    """
     rows = []
     for r in range(rounds):
         for n in levels:
@@ -321,8 +332,11 @@ def phase_concurrency(node, ceiling, levels, rounds):
 
 
 def phase_busy(node, rounds):
-    """TTFT of a short request alone vs while 3 long generations run (the pair alternates
-    which goes first)."""
+    """
+    Measure the TTFT of a short request alone vs while 3 long generations run.
+
+    The pair alternates which goes first.
+    """
     pairs = []
     for r in range(rounds):
         p_idle, p_busy = SHORT_PROMPTS[(2 * r) % 4], SHORT_PROMPTS[(2 * r + 1) % 4]
@@ -368,8 +382,12 @@ def _session_turn(warm, cold, sid, turn, i, label):
 
 
 def phase_sessions(warm, cold, sids, turns):
-    """Round-robin turns of every session on the warm node (n_parallel slots, RAM cache) and
-    the cold node (one slot, no cache: every follow-up evaluates its whole history)."""
+    """
+    Run round-robin turns of every session on the warm and the cold node.
+
+    The warm node has n_parallel slots and the RAM cache; the cold node one slot and no cache:
+    every follow-up evaluates its whole history.
+    """
     pairs = []
     for turn in range(turns):
         for i, sid in enumerate(sids):
@@ -383,8 +401,12 @@ def phase_sessions(warm, cold, sids, turns):
 
 
 def phase_restart(warm, cold, sids, first_turn, quick):
-    """The next turn of every session after cleanup -> configure -> activate, then after
-    SIGKILL and a new process on the same session_dir."""
+    """
+    Measure the next turn of every session after a reconfigure and after a process restart.
+
+    First after cleanup -> configure -> activate, then after SIGKILL and a new process on the same
+    session_dir.
+    """
     out = {'pairs': [], 'snapshots': {}}
     for k, how in enumerate(('reconfigure', 'process restart')):
         if how == 'reconfigure':
@@ -406,8 +428,12 @@ def phase_restart(warm, cold, sids, first_turn, quick):
 
 
 def phase_memory(client, base_params, cache_mb, max_sessions, cycles, n_sessions_dir):
-    """A fresh node: RSS before/loaded/with the session cache full/after cleanup, then
-    configure/activate/one session turn/deactivate/cleanup cycles."""
+    """
+    Measure the RSS of a fresh node through its lifecycle.
+
+    RSS before/loaded/with the session cache full/after cleanup, then configure/activate/one
+    session turn/deactivate/cleanup cycles.
+    """
     params = dict(base_params, session_cache_mb=float(cache_mb), max_tokens=8,
                   session_dir=n_sessions_dir)
     node = BenchNode(client, params, tag='bench_mem')

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Benchmark: JSON-schema grammars under br_chat_lifecycle.grammars' limits.
+"""
+Benchmark: JSON-schema grammars under br_chat_lifecycle.grammars' limits.
 
 Prints (markdown) for
   1. the hostile schemas of reliability issue #9: time and peak Python memory until
@@ -112,7 +113,8 @@ def _dag(per=2):
 
 
 def measure(fn, repeat=1):
-    """Run ``fn``: (result or exception, median wall s, median CPU s, peak MiB allocated).
+    """
+    Run ``fn``: (result or exception, median wall s, median CPU s, peak MiB allocated).
 
     CPU time is what a busy machine does not inflate.
     """
@@ -232,7 +234,7 @@ def section_tokens(model, n_tokens, threads, allowed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--model', default=os.environ.get('BR_CHAT_DEFAULT_MODEL', ''))
     parser.add_argument('--no-model', action='store_true', help='skip the per-token section')
     parser.add_argument('--tokens', type=int, default=96)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Benchmark: the chat node with ``backend: openai`` vs calling the same server directly.
+"""
+Benchmark: the chat node with ``backend: openai`` vs calling the same server directly.
 
 One OpenAI-compatible server (llama-cpp-python's ``python -m llama_cpp.server`` with the
 default SmolLM2 model, started here on localhost) and two ways of getting a streamed reply:
@@ -94,7 +95,8 @@ def _tps(tokens, first, last):
 
 
 class Direct:
-    """The openai client talking straight to the server.
+    """
+    The openai client talking straight to the server.
 
     One client per thread, as the client library recommends.
     """
@@ -201,7 +203,7 @@ def concurrent(call, prompts) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument('--model', default=default_model_path())
     ap.add_argument('--quick', action='store_true', help='2 prompts x 1 round, 1 conc. round')
     ap.add_argument('--rounds', type=int, default=3)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Benchmark: sentence streaming (stream_unit "sentence") of the real chat node.
+"""
+Benchmark: sentence streaming (stream_unit "sentence") of the real chat node.
 
 Measured on SmolLM2 (greedy: temperature 0, repeat_penalty 1.0, fixed seed) through the real
 node process and an rclpy client in this process, replies of at least 3 sentences:
@@ -224,7 +225,7 @@ def splitter_cpu_us(piece_runs):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--model', default=settings.default_model_path())
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--max-tokens', type=int, default=128)

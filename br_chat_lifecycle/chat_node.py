@@ -1,4 +1,5 @@
-"""The lifecycle chat node (executable ``chat_node``).
+"""
+The lifecycle chat node (executable ``chat_node``).
 
   unconfigured  nothing loaded; parameters declared
   configure     validate parameters, load the GGUF, start the worker, create the servers
@@ -66,6 +67,7 @@ CLIENT_CHECK_PERIOD_S = 0.5
 @dataclass
 class _RunningGoal:
     """An accepted goal while its execute callback runs (for cancel and departed clients)."""
+
     handle: object
     job: object = None
     started: float = field(default_factory=time.monotonic)
@@ -206,7 +208,8 @@ class ChatNode(LifecycleNode):
         return SUCCESS
 
     def _make_engine(self, values: dict, cache: SessionCache):
-        """Create the generation backend: llama.cpp here, or an OpenAI-compatible server.
+        """
+        Create the generation backend: llama.cpp here, or an OpenAI-compatible server.
 
         The remote backend's module (and its HTTP client library) is imported only when it
         is used: a robot running the local model does not need the ``openai`` package.
@@ -220,8 +223,12 @@ class ChatNode(LifecycleNode):
         return LlamaEngine(settings.build(ModelConfig, values), cache, self._log)
 
     def _warn_if_name_taken(self) -> None:
-        """Two nodes with one name share lifecycle services and parameters: ``ros2 lifecycle
-        set`` and the manager then reach either of them. ROS allows it; say so loudly."""
+        """
+        Warn loudly when another node already has this node's name.
+
+        Two nodes with one name share lifecycle services and parameters: ``ros2 lifecycle set`` and
+        the manager then reach either of them. ROS allows it; say so loudly.
+        """
         me = (self.get_name(), self.get_namespace())
         twins = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
         if twins > 1:
@@ -276,8 +283,12 @@ class ChatNode(LifecycleNode):
         return SUCCESS
 
     def _stop_work(self, reason: str) -> bool:
-        """Cancel the running and queued generations, wait (bounded) until they have ended and
-        their replies are handed to rclpy. False if a generation is still running."""
+        """
+        Cancel the running and queued generations and wait (bounded) until they have ended.
+
+        Also waits until their replies are handed to rclpy. Returns False if a generation is
+        still running.
+        """
         if self._core is None:
             return True
         jobs = self._core.cancel_all(reason)
@@ -330,8 +341,12 @@ class ChatNode(LifecycleNode):
             core.sessions.clear()
 
     def shutdown_on_signal(self, signame: str) -> None:
-        """SIGINT/SIGTERM: answer every running and queued request (success=false, the reason),
-        make sure the replies are sent, free the model. The executor must still be spinning."""
+        """
+        Shut down on SIGINT/SIGTERM: answer every request, then free the model.
+
+        Answer every running and queued request (success=false, the reason), make sure the
+        replies are sent, free the model. The executor must still be spinning.
+        """
         self.get_logger().info(f'{signame}: shutting down')
         self._teardown(f'node shutting down ({signame})')
         self.lifecycle_state = 'finalized'
@@ -380,8 +395,11 @@ class ChatNode(LifecycleNode):
         return CancelResponse.ACCEPT
 
     def _cancel_requested_goals(self) -> None:
-        """A cancel request has been processed: cancel the jobs of the goals now CANCELING (a
-        running one stops within a token or prompt chunk; a queued one is answered now)."""
+        """
+        Cancel the jobs of the goals now CANCELING (a cancel request has been processed).
+
+        A running one stops within a token or prompt chunk; a queued one is answered now.
+        """
         core = self._core
         with self._goals_lock:
             goals = list(self._goals.values())
@@ -425,7 +443,8 @@ class ChatNode(LifecycleNode):
         return result
 
     def _goal_feedback(self, goal_handle):
-        """Choose the feedback publisher for the goal's stream_unit.
+        """
+        Choose the feedback publisher for the goal's stream_unit.
 
         Returns (publisher, None), or (None, error reply) for an unknown stream_unit: the goal
         is then refused before anything is generated.
@@ -450,14 +469,16 @@ class ChatNode(LifecycleNode):
             self.get_logger().debug(f'feedback not published: {e}')
 
     def _check_departed_clients(self) -> None:
-        """Cancel goals whose action client has left the graph.
+        """
+        Cancel goals whose action client has left the graph.
 
         ROS does not say which client sent a goal (rclpy exposes no request writer GUID), only
         which subscribers the feedback topic has. Every action client subscribes to it, so the
         goal's client is among the subscribers seen while the goal runs; when none of those is
         left for departed_client_grace_s, the client is certainly gone. A goal whose client
         died while other clients stay connected cannot be told apart: max_generation_s bounds
-        it."""
+        it.
+        """
         with self._goals_lock:
             goals = [g for g in self._goals.values() if g.job is not None]
         if not goals or self._core is None:
@@ -548,10 +569,13 @@ class ChatNode(LifecycleNode):
 
 
 class FeedbackBatcher:
-    """Publishes streamed text as feedback: every piece at once (interval 0, the default), or
-    at most one message per ``interval`` seconds carrying everything generated since the last
-    one (lower client CPU for fast models). ``flush`` sends the rest; nothing is ever lost,
-    so the partials still concatenate to the reply."""
+    """
+    Publishes streamed text as feedback, every piece at once or batched per ``interval``.
+
+    Every piece at once (interval 0, the default), or at most one message per ``interval`` seconds
+    carrying everything generated since the last one (lower client CPU for fast models). ``flush``
+    sends the rest; nothing is ever lost, so the partials still concatenate to the reply.
+    """
 
     def __init__(self, publish, interval: float):
         self._publish = publish
@@ -578,7 +602,8 @@ class FeedbackBatcher:
 
 
 class SentenceFeedback:
-    """Publishes streamed text as feedback, one complete sentence per message.
+    """
+    Publishes streamed text as feedback, one complete sentence per message.
 
     For stream_unit "sentence" (text-to-speech): each sentence is published as soon as the
     text that completes it is generated (a sentence ending in a terminator waits for the next
@@ -611,7 +636,7 @@ REQUEST_FIELDS = ('prompt', 'session_id', 'reset_session', 'response_format', 'j
 
 
 def _chat_request(msg) -> ChatRequest:
-    """An LLMChat request or LLMChatAction goal as a ChatRequest (same field names)."""
+    """Return an LLMChat request or LLMChatAction goal as a ChatRequest (same field names)."""
     return ChatRequest(stop=tuple(msg.stop),
                        **{name: getattr(msg, name) for name in REQUEST_FIELDS})
 
@@ -629,7 +654,8 @@ def _fill(msg, reply: ChatReply) -> None:
 
 
 def main(args=None):
-    """Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
+    """
+    Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
 
     rclpy's own signal handler would shut the context down at once: running and queued
     requests would get no reply and the node could not send any. So the signals are handled

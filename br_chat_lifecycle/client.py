@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Client for the chat node's interfaces: chat_service, chat_action, sessions, lifecycle, stats.
+"""
+Client for the chat node's interfaces: chat_service, chat_action, sessions, lifecycle, stats.
 
 From a plain script (the client brings its own rclpy context, node and spinning thread)::
 
@@ -124,7 +125,8 @@ def _secs(value: float) -> str:
 
 
 def wait_future(future, timeout: float, what: str, context: Optional[Context] = None):
-    """Wait for an rclpy future that another thread completes; return its result.
+    """
+    Wait for an rclpy future that another thread completes; return its result.
 
     Raises ChatTimeout after ``timeout`` s (``what`` names what was awaited), or
     ChatClientError when ``context`` shuts down meanwhile.
@@ -153,7 +155,8 @@ def _fields(kind, allowed, fields: dict):
 
 @dataclass
 class GoalOutcome:
-    """How a goal ended.
+    """
+    How a goal ended.
 
     ``status`` ('succeeded', 'aborted', 'canceled' or the status code as text), the ``result``
     message, the ``partials`` received, and whether they concatenate to ``result.response``
@@ -167,7 +170,8 @@ class GoalOutcome:
 
 
 class FeedbackTap:
-    """A subscription to an action's feedback topic that hands each message to its goal.
+    """
+    A subscription to an action's feedback topic that hands each message to its goal.
 
     Only goals registered with ``register`` (by goal id) receive feedback; messages of other
     goals (other clients of the same action) are ignored.
@@ -208,7 +212,8 @@ class FeedbackTap:
 
 
 class ChatGoal:
-    """One chat_action goal: feedback as it streams, cancel, and the outcome.
+    """
+    One chat_action goal: feedback as it streams, cancel, and the outcome.
 
     Created by ``ChatClient.send_goal`` (or directly, with an ActionClient and optionally a
     FeedbackTap that receives this goal's feedback instead of the ActionClient's callback).
@@ -257,7 +262,7 @@ class ChatGoal:
 
     @property
     def partials(self) -> List[str]:
-        """The partials received so far, in order (a copy)."""
+        """Return the partials received so far, in order (a copy)."""
         return list(self._partials)
 
     def _wait(self, future, timeout, what):
@@ -266,7 +271,8 @@ class ChatGoal:
 
     # -- calls --------------------------------------------------------------------------------
     def accepted(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the goal response (at most ``timeout``, default wait_timeout).
+        """
+        Wait for the goal response (at most ``timeout``, default wait_timeout).
 
         Returns True if the goal was accepted. The result is then requested at once, so it
         arrives as soon as the goal ends.
@@ -366,7 +372,8 @@ class StatsWatch:
 
     def wait(self, predicate=lambda s: True, timeout: float = 10.0,
              since: Optional[float] = None) -> dict:
-        """Return the newest snapshot received after ``since`` that satisfies ``predicate``.
+        """
+        Return the newest snapshot received after ``since`` that satisfies ``predicate``.
 
         ``since`` defaults to now. Raises ChatTimeout if none comes within ``timeout`` s.
         """
@@ -389,7 +396,8 @@ class StatsWatch:
 
 
 class ChatClient:
-    """Blocking, bounded calls to one chat node's service and action (see the module doc).
+    """
+    Blocking, bounded calls to one chat node's service and action (see the module doc).
 
     node: an rclpy node spun elsewhere; None = own context, node and executor thread
         (``name``, ``args`` are then the node name and ROS arguments).
@@ -471,7 +479,8 @@ class ChatClient:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def lifecycle(self, managed_node: str, **kwargs) -> LifecycleClient:
-        """Return the LifecycleClient for ``managed_node`` (made once).
+        """
+        Return the LifecycleClient for ``managed_node`` (made once).
 
         kwargs: its options, e.g. ``transition_timeout``, used only when it is made.
         """
@@ -483,7 +492,8 @@ class ChatClient:
             return self._lifecycle[managed_node]
 
     def transition(self, managed_node: str, transition: str) -> str:
-        """Perform 'configure', 'activate', 'deactivate' or 'cleanup' and verify it.
+        """
+        Perform 'configure', 'activate', 'deactivate' or 'cleanup' and verify it.
 
         Returns the new state label. Raises lifecycle_client.LifecycleError (naming the node
         and the reason).
@@ -518,7 +528,8 @@ class ChatClient:
 
     def chat_async(self, prompt: str = '', *, service: Optional[str] = None,
                    wait: Optional[float] = None, **fields):
-        """Send one LLMChat request; return the rclpy future of the response.
+        """
+        Send one LLMChat request; return the rclpy future of the response.
 
         Waits up to ``wait`` s (default wait_timeout) for the service first.
         """
@@ -528,7 +539,8 @@ class ChatClient:
 
     def chat(self, prompt: str = '', *, timeout: Optional[float] = None,
              service: Optional[str] = None, **fields):
-        """One chat_service call; returns the LLMChat response (check ``.success``).
+        """
+        One chat_service call; returns the LLMChat response (check ``.success``).
 
         Raises NotAvailable, ChatTimeout (the request is then abandoned: a late reply is
         dropped), or TypeError for an unknown field.
@@ -571,7 +583,8 @@ class ChatClient:
                   feedback: Optional[Callable[[str], None]] = None,
                   exact_feedback: Optional[bool] = None, timeout: Optional[float] = None,
                   **fields) -> ChatGoal:
-        """Send one chat_action goal; returns its ChatGoal at once (see ChatGoal).
+        """
+        Send one chat_action goal; returns its ChatGoal at once (see ChatGoal).
 
         feedback(text) is called for each partial, from an executor thread.
         """

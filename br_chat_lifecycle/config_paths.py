@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Where the package's configuration files are: the one place that asks the ament index.
+"""
+Where the package's configuration files are: the one place that asks the ament index.
 
 * ``config_file_candidates(path)``: where a file parameter such as ``json_schema_file`` is
   looked for (the installed share directory's ``config/``, the share directory, then the
@@ -28,7 +29,8 @@ def share_directory() -> Optional[str]:
 
 
 def config_file_candidates(path: str) -> List[str]:
-    """Where a json_schema_file / grammar_file parameter value is looked for, in order.
+    """
+    Where a json_schema_file / grammar_file parameter value is looked for, in order.
 
     Absolute (or ``~``) paths: only themselves. Relative paths: the package's installed share
     directory's ``config/`` and the share directory itself (from the ament index, when the
@@ -46,7 +48,8 @@ def config_file_candidates(path: str) -> List[str]:
 
 
 def resolve_config_file(path: str, what: str) -> str:
-    """Return the first existing candidate for ``path`` (see config_file_candidates).
+    """
+    Return the first existing candidate for ``path`` (see config_file_candidates).
 
     Raises ValueError naming ``what``, the path and every place looked at.
     """
@@ -63,7 +66,8 @@ def resolve_config_file(path: str, what: str) -> str:
 
 
 def package_config_file(name: str) -> str:
-    """Return the installed ``<share>/config/<name>``, else the source tree's ``config/<name>``.
+    """
+    Return the installed ``<share>/config/<name>``, else the source tree's ``config/<name>``.
 
     The installed copy wins when it exists; the source tree's path is returned otherwise (also
     when neither exists, so an error message shows a path that means something).

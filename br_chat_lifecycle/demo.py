@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The main job: bring the chat node up with the default model and chat with it.
+"""
+The main job: bring the chat node up with the default model and chat with it.
 
   python -m br_chat_lifecycle.demo ["your question"]      (tools/run_demo.sh does this)
 

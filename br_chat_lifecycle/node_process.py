@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The chat node as a child process (for the demo, the benchmarks and the tests).
+"""
+The chat node as a child process (for the demo, the benchmarks and the tests).
 
     proc = NodeProcess({'model_path': model, 'n_parallel': 4}, name='chat_node')
     ...                      # talk to it with client.ChatClient

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The remote backend: ChatCore's engine interface over an OpenAI-compatible server, no ROS.
+"""
+The remote backend: ChatCore's engine interface over an OpenAI-compatible server, no ROS.
 
 Servers: llama.cpp's server, vLLM, Ollama, llama-cpp-python's server.
 ``OpenAIEngine`` stands in for ``engine.LlamaEngine``: ChatCore keeps the sessions, trims the
@@ -267,7 +268,8 @@ class OpenAIEngine:
         return self.config.n_parallel
 
     def prompt_tokens(self, messages: Sequence[Dict[str, str]], tools=None) -> List[int]:
-        """Return a list as long as the templated conversation is in tokens.
+        """
+        Return a list as long as the templated conversation is in tokens.
 
         Counted by the server when it can, else estimated; the ids are all 0 (this backend
         sends the messages, not tokens). ``tools`` is always None here (``supports_tools``).
@@ -414,7 +416,8 @@ class OpenAIEngine:
         self._finish(run, reason, self._scrub(error))
 
     async def _attempts(self, run: _Run):
-        """Stream the reply, trying the next structured-output form if one is refused.
+        """
+        Stream the reply, trying the next structured-output form if one is refused.
 
         The refusal comes before anything was streamed; the form that works is remembered.
         """
@@ -598,7 +601,8 @@ class OpenAIEngine:
 
     # ================================================================ teardown
     def close(self, save=None, timeout: float = 10.0) -> bool:
-        """Cancel every request (each ends 'cancelled'), close the connections, stop the loop.
+        """
+        Cancel every request (each ends 'cancelled'), close the connections, stop the loop.
 
         ``save`` is not called: no KV state lives here (ChatCore has written the histories
         after each turn). False if the loop thread did not stop in time.

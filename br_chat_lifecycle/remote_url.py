@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""A remote server's URL: checking a ``base_url`` parameter and showing it without secrets.
+"""
+A remote server's URL: checking a ``base_url`` parameter and showing it without secrets.
 
 Plain ``urllib.parse`` (no HTTP, no heavy imports): settings.py validates parameters with it,
 the node shows the URL in diagnostics, openai_backend.py in its error texts.

@@ -1,4 +1,5 @@
-"""Every parameter of the chat node: name, default, description, validation (no ROS).
+"""
+Every parameter of the chat node: name, default, description, validation (no ROS).
 
 ``config/br_chat.yaml`` lists the same parameters with comments; test/test_units.py checks the
 two agree. ``when`` says when a change takes effect:
@@ -242,7 +243,8 @@ def defaults() -> Dict[str, Any]:
 
 
 def build(cls, values: Optional[Dict[str, Any]] = None, **extra):
-    """An instance of the dataclass ``cls`` whose fields are named after parameters.
+    """
+    Return an instance of the dataclass ``cls`` whose fields are named after parameters.
 
     Each field that is a parameter takes its value from ``values`` (the node's current
     parameters) or else the parameter's default, through ``Param.convert``; ``extra`` sets

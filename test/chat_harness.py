@@ -1,4 +1,5 @@
-"""Test harness for the chat node: run it as a real process, talk to it over a real graph.
+"""
+Test harness for the chat node: run it as a real process, talk to it over a real graph.
 
   ChatNodeProcess  br_chat_lifecycle.node_process.NodeProcess: ``python -m
                    br_chat_lifecycle.chat_node`` with a params YAML file, its log, RSS/threads
@@ -40,10 +41,13 @@ _ERRORS = (chat_client.ChatClientError, LifecycleError)
 
 
 def call_retry(client, request, what: str, per_try: float = 5.0, attempts: int = 5):
-    """Call a service; resend when no reply comes. Only for requests that are safe to
-    repeat. Why: a request sent before the server has discovered a brand-new client can be
-    lost (wait_for_service already returns True as soon as the CLIENT knows the server;
-    config/fastdds_services.xml makes this rare, not impossible)."""
+    """
+    Call a service; resend when no reply comes.
+
+    Only for requests that are safe to repeat. Why: a request sent before the server has discovered
+    a brand-new client can be lost (wait_for_service already returns True as soon as the CLIENT
+    knows the server; config/fastdds_services.xml makes this rare, not impossible).
+    """
     assert client.wait_for_service(timeout_sec=20.0), f'{what}: service not available'
     for _ in range(attempts):
         future = client.call_async(request)
@@ -65,8 +69,12 @@ class ChatNodeProcess(NodeProcess):
 
 
 class GraphClient(chat_client.ChatClient):
-    """A ChatClient with its own context whose failures are AssertionErrors (a test failure
-    with the reason), plus service calls by name and a /diagnostics subscription."""
+    """
+    A ChatClient with its own context whose failures are AssertionErrors.
+
+    So a failure is a test failure with the reason. Adds service calls by name and a
+    /diagnostics subscription.
+    """
 
     def __init__(self, name: Optional[str] = None):
         super().__init__(name=name or f'test_client_{uuid.uuid4().hex[:6]}',
@@ -77,9 +85,12 @@ class GraphClient(chat_client.ChatClient):
 
     # ------------------------------------------------------------ plumbing
     def _client(self, kind, name):
-        """The client for service/action ``name`` of type ``kind``, made once. Lifecycle and
-        chat clients are the ChatClient's own, so a request that primes one (see call_retry)
-        primes the client that the other methods use."""
+        """
+        Return the client for service/action ``name`` of type ``kind``, made once.
+
+        Lifecycle and chat clients are the ChatClient's own, so a request that primes one (see
+        call_retry) primes the client that the other methods use.
+        """
         if kind is LLMChat:
             return self.service_client(name)
         if kind is LLMChatAction:
@@ -113,7 +124,7 @@ class GraphClient(chat_client.ChatClient):
             raise AssertionError(str(e)) from None
 
     def change_state(self, node: str, transition: str, timeout: float = 60.0) -> bool:
-        """The node's answer to one transition (what ``ros2 lifecycle set`` prints)."""
+        """Return the node's answer to one transition (what ``ros2 lifecycle set`` prints)."""
         return self._lifecycle_call(node, lambda lc: lc.change_state(TRANSITIONS[transition]),
                                     transition_timeout=timeout)
 
@@ -154,8 +165,12 @@ class GraphClient(chat_client.ChatClient):
 
     def latest_status(self, name_contains: str, timeout: float = 10.0, since: int = 0,
                       predicate=lambda s: True):
-        """Most recent DiagnosticStatus whose name contains ``name_contains`` and that was
-        received after ``since`` (index into self.diagnostics) and satisfies predicate."""
+        """
+        Return the most recent matching DiagnosticStatus received after ``since``.
+
+        Matching: its name contains ``name_contains`` and it satisfies ``predicate``. ``since`` is
+        an index into self.diagnostics.
+        """
         self.subscribe_diagnostics()
 
         def find():

@@ -1,5 +1,5 @@
-"""A chat node process plus the client-side plumbing to talk to it (``Rig``), for the
-reliability and robustness suites.
+"""
+The reliability and robustness suites' ``Rig``: a chat node process plus its client plumbing.
 
 The plumbing is br_chat_lifecycle.client's: KEEP_ALL service clients, and feedback collected by
 a FeedbackTap (a plain subscription to the action's feedback topic) instead of ActionClient's
@@ -20,7 +20,8 @@ from rclpy.parameter import Parameter
 
 
 class Rig:
-    """One chat node process plus the client-side plumbing to talk to it.
+    """
+    One chat node process plus the client-side plumbing to talk to it.
 
     Service and action names are unique per node (the conftest's random ROS_DOMAIN_ID keeps
     concurrent pytest runs apart; unique names keep leftovers of earlier tests apart too).
@@ -101,8 +102,11 @@ class Rig:
         assert not bad, f'set_parameters {values} refused: {bad}'
 
     def stats(self, since=None, predicate=lambda s: True, timeout=10.0) -> dict:
-        """The newest ~/stats message received after ``since`` (monotonic) that satisfies
-        ``predicate``."""
+        """
+        Return the newest ~/stats message received after ``since`` that satisfies ``predicate``.
+
+        ``since`` is a monotonic time.
+        """
         try:
             return self._stats.wait(predicate, timeout, since)
         except chat_client.ChatTimeout:
@@ -123,8 +127,11 @@ class Rig:
 
 
 class Endpoint:
-    """Service and action clients for ``rig``'s node on another GraphClient (another DDS
-    participant). Feedback is still collected by the rig's tap."""
+    """
+    Service and action clients for ``rig``'s node on another GraphClient (another DDS participant).
+
+    Feedback is still collected by the rig's tap.
+    """
 
     def __init__(self, rig: Rig, graph: GraphClient):
         self.rig = rig
@@ -141,8 +148,11 @@ class Endpoint:
 
 
 class Goal:
-    """One action goal (a ChatGoal whose feedback comes from the rig's tap), with the
-    harness's conventions: AssertionError on timeouts, result() -> (status name, result)."""
+    """
+    One action goal (a ChatGoal whose feedback comes from the rig's tap).
+
+    With the harness's conventions: AssertionError on timeouts, result() -> (status name, result).
+    """
 
     def __init__(self, rig: Rig, prompt: str, fields: dict, action_client=None):
         self.rig = rig
@@ -178,8 +188,12 @@ class Goal:
             raise AssertionError(f'timed out after {timeout} s waiting for cancel')
 
     def result(self, timeout=60.0):
-        """(status name, result); also waits (bounded) until the feedback tap has every
-        partial of the reply, so callers can compare ''.join(partials) with the response."""
+        """
+        Return (status name, result) once the goal ended.
+
+        Also waits (bounded) until the feedback tap has every partial of the reply, so callers can
+        compare ''.join(partials) with the response.
+        """
         assert self.accepted(), 'goal was rejected'
         try:
             outcome = self._goal.result(timeout)

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""OpenAI-compatible HTTP servers on localhost for the remote-backend tests and benchmark.
+"""
+OpenAI-compatible HTTP servers on localhost for the remote-backend tests and benchmark.
 
   LlamaServer     llama-cpp-python's own server (``python -m llama_cpp.server``) with a real
                   GGUF model: the real thing, started, killed and restarted as a process.
@@ -33,7 +34,8 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` serving ``model_path`` as ``alias`` on 127.0.0.1.
+    """
+    ``python -m llama_cpp.server`` serving ``model_path`` as ``alias`` on 127.0.0.1.
 
     ``--interrupt_requests False``: by default that server ends a running stream as soon as
     another request arrives (it generates one request at a time); the node may have several in
@@ -182,7 +184,8 @@ class _ProxyHandler(_Handler):
 
 
 class RecordingProxy(_Base):
-    """Forward every request to the server on ``upstream_port``, recording its body.
+    """
+    Forward every request to the server on ``upstream_port``, recording its body.
 
     Requests go through unchanged and replies stream back as they come; ``requests`` holds
     what was sent.
@@ -273,7 +276,8 @@ class _FakeHandler(_Handler):
 
 
 class FakeServer(_Base):
-    """A real HTTP server speaking just enough of the API to produce faults on demand.
+    """
+    A real HTTP server speaking just enough of the API to produce faults on demand.
 
     A word in the last user message picks the behaviour (``BEHAVIOURS``).
     """

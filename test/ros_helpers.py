@@ -1,4 +1,5 @@
-"""Reusable helpers for tests that run a real ROS 2 graph (processes + an rclpy client).
+"""
+Reusable helpers for tests that run a real ROS 2 graph (processes + an rclpy client).
 
 No mocks: nodes run as real processes, the test talks to them through real services/topics.
 Every wait is bounded; nothing asserts on timing.
@@ -35,12 +36,13 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 
 def unique_name(prefix):
-    """A node name no other test (or earlier run) uses: killed processes linger in discovery."""
+    """Return a node name no test (or earlier run) uses: killed processes linger in discovery."""
     return f'{prefix}_{uuid.uuid4().hex[:8]}'
 
 
 def wait_until(predicate, what, timeout=60.0, period=0.02, raise_=True, log=None):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass.
+    """
+    Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass.
 
     On timeout: raise AssertionError naming ``what`` (with the tail of ``log()``, a callable
     returning a node log, when given); with ``raise_=False`` return the last (falsy) value.
@@ -238,7 +240,7 @@ class RosClient:
         return None if response is None else response.success
 
     def wait_for_state(self, node_fqn, label, timeout=15.0):
-        """True once get_state reports `label` within timeout seconds."""
+        """Return True once get_state reports `label` within timeout seconds."""
         return bool(wait_until(
             lambda: self.get_state(node_fqn, timeout=1.0, wait=1.0) == label,
             f'{node_fqn} {label}', timeout, 0.1, raise_=False))
@@ -267,7 +269,7 @@ class RosClient:
 
 
 def status_values(status):
-    """DiagnosticStatus key/values as a dict."""
+    """Return a DiagnosticStatus's key/values as a dict."""
     return {kv.key: kv.value for kv in status.values}
 
 

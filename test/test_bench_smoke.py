@@ -1,6 +1,10 @@
-"""Smoke test of the benchmark: `bench/bench_chat.py --quick` runs end to end (real model,
-real node process) and prints its markdown table. Numbers are not checked here - they depend
-on the machine and its load; run the full benchmark for those (see bench/README.md)."""
+"""
+Smoke test of the benchmark: `bench/bench_chat.py --quick` runs end to end.
+
+It uses the real model and a real node process, and prints its markdown table. Numbers are not
+checked here - they depend on the machine and its load; run the full benchmark for those (see
+bench/README.md).
+"""
 from pathlib import Path
 import subprocess
 import sys

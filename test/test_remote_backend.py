@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""The chat node with ``backend: openai`` in front of a real OpenAI-compatible server (#14).
+"""
+The chat node with ``backend: openai`` in front of a real OpenAI-compatible server (#14).
 
 The server is llama-cpp-python's own (``python -m llama_cpp.server``) with SmolLM2, started by
 these tests on localhost with an API key (so every request also proves the key is sent, and
@@ -68,7 +69,11 @@ def _status(graph, rig, predicate, timeout=20.0):
 # ============================================================================ fixtures
 @pytest.fixture(scope='module', autouse=True)
 def api_keys():
-    """The node processes inherit these (ChatNodeProcess copies os.environ)."""
+    """
+    Set the API keys' environment variables for the module's tests.
+
+    The node processes inherit these (ChatNodeProcess copies os.environ).
+    """
     old = {k: os.environ.get(k) for k in (KEY_ENV, WRONG_KEY_ENV)}
     os.environ[KEY_ENV], os.environ[WRONG_KEY_ENV] = KEY, WRONG_KEY
     yield
@@ -95,7 +100,7 @@ def mgraph():
 
 @pytest.fixture(scope='module')
 def rig(mgraph, server):
-    """A node talking straight to the real server."""
+    """Start a node talking straight to the real server."""
     r = Rig(mgraph, _remote(server.url, max_prompt_chars=20000, n_ctx=8192))
     yield r
     r.close()
@@ -111,7 +116,7 @@ def proxy(server):
 
 @pytest.fixture(scope='module')
 def proxied_rig(mgraph, proxy):
-    """A node talking to the real server through the recording proxy."""
+    """Start a node talking to the real server through the recording proxy."""
     r = Rig(mgraph, _remote(proxy.url, stop=['###']))
     yield r
     r.close()
@@ -244,8 +249,12 @@ def test_structured_output_json_schema(rig):
 
 
 def test_tool_calls_and_per_request_options(rig, proxied_rig, proxy):
-    """tools_json: the tools go in a system message, the call grammar as ``grammar`` (which
-    llama-cpp-python's server applies): the calls are valid under their schemas."""
+    """
+    Send tools_json through the server: the calls are valid under their schemas.
+
+    The tools go in a system message, the call grammar as ``grammar`` (which llama-cpp-python's
+    server applies).
+    """
     from test_tool_calls import ROBOT_TOOLS, ROBOT_TOOLS_JSON
     schemas = {t['function']['name']: t['function'].get('parameters', {}) for t in ROBOT_TOOLS}
     reply = rig.chat('Turn on the kitchen light.', tools_json=ROBOT_TOOLS_JSON,
@@ -267,8 +276,12 @@ def test_tool_calls_and_per_request_options(rig, proxied_rig, proxy):
 
 
 def test_server_error_reaches_the_client(rig, server):
-    """A prompt larger than the server's context (2048; the node assumes 8192): the server
-    fails the generation inside its stream and ends the stream without a finish_reason."""
+    """
+    Answer with an error naming the server when it fails a generation inside its stream.
+
+    A prompt larger than the server's context (2048; the node assumes 8192): the server fails the
+    generation inside its stream and ends the stream without a finish_reason.
+    """
     reply = rig.chat('robot ' * 2800, timeout=WAIT_S)
     assert not reply.success and reply.finish_reason == 'error'
     assert 'ended the stream without a finish_reason' in reply.error
@@ -383,8 +396,12 @@ def test_timeout_malformed_stream_and_http_errors(fake_rig, fake):
 
 
 def test_stop_sequences_and_schema_are_enforced_by_the_node(fake_rig, fake):
-    """A server that ignores ``stop`` and ``response_format``: the node still cuts at the stop
-    sequence (never streaming its start) and refuses a reply that breaks the schema."""
+    """
+    Enforce stop sequences and the JSON schema in the node when the server ignores them.
+
+    A server that ignores ``stop`` and ``response_format``: the node still cuts at the stop
+    sequence (never streaming its start) and refuses a reply that breaks the schema.
+    """
     rig = fake_rig
     rig.set_params(stop=['STOP'])
     try:
@@ -427,8 +444,11 @@ def test_vendor_clients_unchanged(server):
 # ============================================================================ benchmark
 @pytest.mark.slow
 def test_bench_remote_quick_runs(default_model_path):
-    """bench/bench_remote.py --quick runs end to end and prints its table (numbers are not
-    checked: they depend on the machine and its load)."""
+    """
+    Run bench/bench_remote.py --quick end to end; it prints its table.
+
+    Numbers are not checked: they depend on the machine and its load.
+    """
     import subprocess
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, str(repo / 'bench' / 'bench_remote.py'), '--quick',

@@ -1,4 +1,5 @@
-"""Example clients for the chat node.
+"""
+Example clients for the chat node.
 
 Console scripts chat_client, chat_action_client and intent_client.
 """

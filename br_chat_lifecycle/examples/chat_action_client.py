@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Streaming action client for chat_action (console script ``chat_action_client``).
+"""
+Streaming action client for chat_action (console script ``chat_action_client``).
 
 Prints the reply as it is generated. Ctrl-C cancels the goal on the node (generation stops
 within a token or two) and prints what was generated so far.

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Service client for chat_service (console script ``chat_client``).
+"""
+Service client for chat_service (console script ``chat_client``).
 
 Better than the vendor's example: shows errors and finish reasons, keeps a session, has a
 timeout, and without a prompt argument runs an interactive multi-turn chat.

@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""A pretend robot (executable ``fake_robot``) whose services the tool_bridge exposes as tools.
+"""
+A pretend robot (executable ``fake_robot``) whose services the tool_bridge exposes as tools.
 
 Services (under the node's name, e.g. /fake_robot/set_light):
   ~/set_light  jobot_ai_msgs/srv/SetLight   bool on, string room   -> success, message

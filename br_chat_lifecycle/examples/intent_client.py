@@ -1,5 +1,6 @@
 # Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
-"""Instruction -> robot command (console script ``intent_client``).
+"""
+Instruction -> robot command (console script ``intent_client``).
 
 Sends the sentence to chat_service with response_format "json_schema" and the robot command
 schema (config/robot_command.schema.json), so the reply is JSON a behaviour tree can act on;
