@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """
 Test harness for the chat node: run it as a real process, talk to it over a real graph.
 

@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """
 The reliability and robustness suites' ``Rig``: a chat node process plus its client plumbing.
 

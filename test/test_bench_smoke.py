@@ -1,3 +1,4 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
 """
 Smoke test of the benchmark: `bench/bench_chat.py --quick` runs end to end.
 
