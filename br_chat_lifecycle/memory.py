@@ -35,7 +35,8 @@ LARGE_BLOCK_BYTES = 1 << 20
 
 
 def return_large_blocks_to_the_os() -> None:
-    """Make glibc serve every allocation of 1 MiB or more with its own mmap (no-op elsewhere).
+    """
+    Make glibc serve every allocation of 1 MiB or more with its own mmap (no-op elsewhere).
 
     Saved KV states, their copies and llama.cpp's buffers are MBs each and come and go with
     every session switch and configure/cleanup cycle. By default glibc raises its mmap
