@@ -18,7 +18,6 @@ generation blocks neither lifecycle transitions nor other requests.
 from dataclasses import dataclass, field
 import json
 import os
-import signal
 import threading
 import time
 import traceback
@@ -27,17 +26,14 @@ from typing import Dict, Optional, Set
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-import rclpy
 from rclpy.action import CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from std_msgs.msg import String
 
-from . import settings
+from . import node_main, settings
 from .chat_core import ChatCore, ChatReply, ChatRequest, CoreConfig, GenerationSettings
 from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
@@ -658,51 +654,13 @@ def main(args=None):
     """
     Run the node until SIGINT/SIGTERM (or an external rclpy shutdown).
 
-    rclpy's own signal handler would shut the context down at once: running and queued
-    requests would get no reply and the node could not send any. So the signals are handled
-    here: the executor keeps spinning in a thread while the node answers everything
-    (success=false, "node shutting down (SIGTERM)"), sends the replies and frees the model;
-    then the process exits (within about a second; a cancel takes effect within a token or a
-    prompt chunk).
+    The node handles the signals itself (node_main.py): the executor keeps spinning while it
+    answers everything in flight (success=false, "node shutting down (SIGTERM)"), sends the
+    replies and frees the model; then the process exits (within about a second).
     """
     return_large_blocks_to_the_os()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = ChatNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    received = []
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        if not received:
-            received.append(signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-
-    def spin():
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            stop.set()
-
-    spinner = threading.Thread(target=spin, name='executor', daemon=True)
-    spinner.start()
-    while not stop.wait(1.0):  # wakes for signals at once (the handler sets the event)
-        pass
-    try:
-        if received:
-            node.shutdown_on_signal(received[0])
-        else:
-            node._teardown()  # the context was shut down from outside
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        spinner.join(2.0)
+    node_main.run(ChatNode, args, on_signal=lambda node, name: node.shutdown_on_signal(name),
+                  on_exit=lambda node: node._teardown())
 
 
 if __name__ == '__main__':

@@ -47,14 +47,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from jobot_ai_msgs.srv import Instruct, LLMChat
 import jsonschema
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.validate_full_topic_name import validate_full_topic_name
 
+from . import node_main
 from .ros_schema import (ArgumentError, describe_fields, import_interface, json_to_message,
                          message_schema, message_to_json, UnsupportedFieldError)
 
@@ -674,19 +673,8 @@ class ToolBridge(LifecycleNode):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = ToolBridge()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._teardown()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the bridge until shutdown; its services and clients are released on the way out."""
+    node_main.run(ToolBridge, args, on_exit=lambda node: node._teardown())
 
 
 if __name__ == '__main__':

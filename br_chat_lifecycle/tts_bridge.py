@@ -45,22 +45,19 @@ Hand-written: the queueing and stop policy above; sentence splitting is sentence
 chat node splits, the bridge only splits a recovered tail).
 """
 import queue
-import signal
 import threading
 import time
 from typing import Any, Dict, List, Optional
 
 from jobot_ai_msgs.action import LLMChatAction
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-import rclpy
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
+from . import node_main
 from .ros_schema import import_interface
 from .sentence_stream import SentenceStream
 
@@ -399,45 +396,16 @@ def main(args=None):
     once): a request in progress is stopped first - its chat goal cancelled, its client
     answered (aborted, "node shutting down (SIGINT)") - then the node is destroyed.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = TtsBridge()
-    except Exception as e:  # invalid parameters, unknown type: say why and exit
-        print(f'tts_bridge: {e}', flush=True)
-        rclpy.try_shutdown()
-        raise SystemExit(2)
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    received = []
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-
-    def spin():
+    def make_bridge():
         try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            stop.set()
+            return TtsBridge()
+        except Exception as e:  # invalid parameters, unknown type: say why and exit
+            print(f'tts_bridge: {e}', flush=True)
+            raise SystemExit(2)
 
-    spinner = threading.Thread(target=spin, name='executor', daemon=True)
-    spinner.start()
-    while not stop.wait(1.0):
-        pass
-    try:
-        node.shutdown(f'node shutting down ({received[0]})' if received else
-                      'node shutting down')
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        spinner.join(2.0)
+    node_main.run(make_bridge, args,
+                  on_signal=lambda node, name: node.shutdown(f'node shutting down ({name})'),
+                  on_exit=lambda node: node.shutdown('node shutting down'))
 
 
 if __name__ == '__main__':

@@ -26,8 +26,8 @@ import os
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from br_chat_lifecycle import node_main
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import TransitionCallbackReturn
 
@@ -79,17 +79,8 @@ class LifecycleTestNode(LifecycleNode):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = LifecycleTestNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the test node until shutdown."""
+    node_main.run(LifecycleTestNode, args, make_executor=SingleThreadedExecutor)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,7 @@ import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat_harness import ChatNodeProcess, GraphClient, wait_until  # noqa: E402
+from chat_harness import call_retry, ChatNodeProcess, GraphClient, wait_until  # noqa: E402
 import doomed_client  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import LLMChat  # noqa: E402
@@ -56,10 +56,13 @@ def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models
                                 result_service_qos_profile=KEEP_ALL,
                                 cancel_service_qos_profile=KEEP_ALL)
                    for i in range(n_goals)]
-        for c in clients:
-            assert c.wait_for_service(timeout_sec=20)
         for a in actions:
             assert a.wait_for_server(timeout_sec=20)
+        # Each service client once before the burst, resent until answered: a reply to a
+        # brand-new client can be lost before the server has discovered it (an upstream
+        # discovery race, not the queue depth this test is about).
+        warm_up = sum(1 for i, c in enumerate(clients)
+                      if call_retry(c, LLMChat.Request(prompt='hi'), f'warm-up {i}'))
         calls = [c.call_async(LLMChat.Request(prompt=f'burst {i}'))
                  for i, c in enumerate(clients)]
         sends = [a.send_goal_async(LLMChatAction.Goal(prompt=f'goal {i}'))
@@ -77,9 +80,10 @@ def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models
         results = [GraphClient.wait_future(h.get_result_async(), 60, f'result {i}')
                    for i, h in enumerate(handles)]
         assert all(r.result.success or r.result.finish_reason == 'cancelled' for r in results)
+        # counted by the node: every request of the burst once (and each warm-up at least once)
         snap = rig.stats(since=time.monotonic(),
-                         predicate=lambda s: s['requests_total'] >= n_calls + n_goals)
-        assert snap['requests_total'] == n_calls + n_goals, snap
+                         predicate=lambda s: s['requests_total'] >= warm_up + n_calls + n_goals)
+        assert snap['requests_ok'] + snap['requests_cancelled'] >= warm_up + n_calls + n_goals
     finally:
         for g in extra:
             g.close()

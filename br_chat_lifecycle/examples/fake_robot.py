@@ -25,12 +25,13 @@ from jobot_ai_msgs.srv import MoveTo, Say, SetLight
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from .. import node_main
 from ..ros_schema import message_to_json
 
 DEFAULT_PLACES = ['kitchen', 'living room', 'bedroom', 'bathroom', 'hall', 'charging dock']
@@ -138,18 +139,8 @@ def spin_resilient(executor, node) -> None:
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = FakeRobot()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        spin_resilient(executor, node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the fake robot until shutdown."""
+    node_main.run(FakeRobot, args, spin=spin_resilient)
 
 
 if __name__ == '__main__':
