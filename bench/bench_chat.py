@@ -35,25 +35,15 @@ Prints a markdown report; writes the raw numbers to bench/results/bench_<time>_<
 import argparse
 import json
 import os
-from pathlib import Path
 import platform
-import random
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
-                      str(REPO / 'config' / 'fastdds_services.xml'))
-os.environ['PYTHONPATH'] = os.pathsep.join(
-    [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
+from bench_common import PROMPTS, REPO, run_concurrently  # environment set on import
 
 from br_chat_lifecycle import settings  # noqa: E402
 from br_chat_lifecycle.client import ChatClient, wait_future  # noqa: E402
@@ -65,13 +55,6 @@ from raw_llama import DecodeCeiling, Raw, tps  # noqa: E402
 TABLE_HEADER = '| Metric | raw llama-cpp-python | chat_service | chat_action | Target |'
 PHASES = ('load', 'latency', 'concurrency', 'busy', 'sessions', 'restart', 'memory')
 
-PROMPTS = [
-    'Explain how a robot vacuum cleaner finds its way around a house.',
-    'Write a short story about a lighthouse keeper and a lost ship.',
-    'What are the main differences between a car engine and an electric motor?',
-    'Describe a day in the life of a honey bee.',
-    'Give me step by step instructions to plant a tree.',
-]
 LONG_PROMPTS = [  # replies that run to max_tokens
     'Write a long story about a robot that learns to paint, with many details.',
     'Describe, in great detail, every room of a large old castle.',
@@ -282,32 +265,6 @@ def phase_latency(raw, node, prompts, rounds, max_tokens, seed):
     return runs
 
 
-def _concurrent(node, prompts):
-    """Send the prompts as simultaneous service calls (one thread each)."""
-    results, errors = [], []
-    lock = threading.Lock()
-    barrier = threading.Barrier(len(prompts))
-
-    def worker(prompt):
-        try:
-            barrier.wait(30)
-            res = node.chat(prompt)
-            with lock:
-                results.append(res)
-        except Exception as e:  # noqa: BLE001 - reported
-            with lock:
-                errors.append(f'{type(e).__name__}: {e}')
-
-    threads = [threading.Thread(target=worker, args=(p,)) for p in prompts]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(900)
-    wall = time.monotonic() - t0
-    return results, errors, wall
-
-
 def phase_concurrency(node, ceiling, levels, rounds):
     """
     Measure the aggregate generation tokens/s of N clients and of raw batched decoding.
@@ -320,7 +277,7 @@ def phase_concurrency(node, ceiling, levels, rounds):
         for n in levels:
             ceil = ceiling.run(n)['tokens_per_s'] if ceiling is not None else None
             prompts = [LONG_PROMPTS[(r + k) % len(LONG_PROMPTS)] for k in range(n)]
-            results, errors, wall = _concurrent(node, prompts)
+            results, errors, wall = run_concurrently(node.chat, prompts)
             tokens = sum(x['tokens'] for x in results)
             rows.append({'round': r, 'clients': n, 'requests': len(results), 'errors': errors,
                          'wall_s': wall, 'tokens': tokens, 'tokens_per_s': tokens / wall,

@@ -40,22 +40,16 @@ Prints a markdown report (progress on stderr).
 import argparse
 import os
 from pathlib import Path
-import random
 import statistics
 import sys
 import threading
 import time
 import uuid
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench_common import PROMPTS, REPO, run_concurrently  # environment set on import
 # remote_servers.LlamaServer (llama_cpp.server as a child process) is shared with
 # test_remote_backend.py; nothing else of test/ is used
 sys.path.append(str(REPO / 'test'))
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ['PYTHONPATH'] = os.pathsep.join(
-    [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
 from br_chat_lifecycle.client import ChatClient, wait_future  # noqa: E402
 from br_chat_lifecycle.node_process import NodeProcess  # noqa: E402
@@ -63,13 +57,6 @@ from br_chat_lifecycle.settings import default_model_path  # noqa: E402
 import openai  # noqa: E402
 from remote_servers import LlamaServer  # noqa: E402
 
-PROMPTS = [
-    'Explain how a robot vacuum cleaner finds its way around a house.',
-    'Write a short story about a lighthouse keeper and a lost ship.',
-    'What are the main differences between a car engine and an electric motor?',
-    'Describe a day in the life of a honey bee.',
-    'Give me step by step instructions to plant a tree.',
-]
 SAMPLING = {'temperature': 0.0, 'top_p': 0.9, 'top_k': 40, 'min_p': 0.05, 'repeat_penalty': 1.0,
             'seed': 42}
 TARGET_ADDED_TTFT_S = 0.020
@@ -179,25 +166,7 @@ class Node:
 
 
 def concurrent(call, prompts) -> dict:
-    results, errors = [], []
-    lock = threading.Lock()
-
-    def worker(prompt):
-        try:
-            res = call(prompt)
-            with lock:
-                results.append(res)
-        except Exception as e:  # noqa: BLE001 - reported
-            with lock:
-                errors.append(f'{type(e).__name__}: {e}')
-
-    threads = [threading.Thread(target=worker, args=(p,)) for p in prompts]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
+    results, errors, wall = run_concurrently(call, prompts, start_together=False)
     tokens = sum(r['tokens'] for r in results)
     return {'wall_s': wall, 'tokens': tokens, 'tps': tokens / wall, 'errors': errors}
 

@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
 import statistics
 import subprocess
 import sys
@@ -49,12 +48,7 @@ import threading
 import time
 import uuid
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ['PYTHONPATH'] = os.pathsep.join(
-    [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
+from bench_common import PROMPTS, REPO  # environment set on import
 
 from br_chat_lifecycle import settings  # noqa: E402
 from br_chat_lifecycle.client import ChatClient  # noqa: E402
@@ -62,13 +56,6 @@ from br_chat_lifecycle.lifecycle_client import LifecycleError  # noqa: E402
 from br_chat_lifecycle.sentence_stream import SentenceStream  # noqa: E402
 import yaml  # noqa: E402
 
-PROMPTS = [
-    'Explain how a robot vacuum cleaner finds its way around a house.',
-    'Write a short story about a lighthouse keeper and a lost ship.',
-    'What are the main differences between a car engine and an electric motor?',
-    'Describe a day in the life of a honey bee.',
-    'Give me step by step instructions to plant a tree.',
-]
 TARGET_FIRST_RATIO = 0.40
 TARGET_LATENCY_P95_MS = 20.0
 NODE_LOG_ENV = 'BENCH_SENTENCES_NODE_LOG'

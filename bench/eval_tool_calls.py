@@ -45,27 +45,9 @@ from br_chat_lifecycle.chat_prompt import CHATML_TEMPLATE  # noqa: E402
 import llama_cpp  # noqa: E402
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: E402
 
-ROOMS = ['kitchen', 'living_room', 'bedroom', 'bathroom']
-TOOLS = [
-    {'type': 'function', 'function': {
-        'name': 'set_light', 'description': 'Switch the light of a room on or off.',
-        'parameters': {'type': 'object', 'properties': {
-            'on': {'type': 'boolean', 'description': 'true: switch on, false: switch off'},
-            'room': {'type': 'string', 'enum': ROOMS}},
-            'required': ['on', 'room'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'move_to', 'description': 'Drive the robot to a place.',
-        'parameters': {'type': 'object', 'properties': {
-            'place': {'type': 'string', 'minLength': 1, 'maxLength': 40}},
-            'required': ['place'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'say', 'description': 'Say a sentence out loud.',
-        'parameters': {'type': 'object', 'properties': {
-            'text': {'type': 'string', 'minLength': 1, 'maxLength': 80}},
-            'required': ['text'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'dock', 'description': 'Go back to the charging dock.'}},
-]
+# The example tools of the fake robot (config/robot_tools.json: also a tools_json example).
+TOOLS = json.loads((REPO / 'config' / 'robot_tools.json').read_text())
+ROOMS = TOOLS[0]['function']['parameters']['properties']['room']['enum']
 SYSTEM = 'You are the voice interface of a home robot. Use the tools to act.'
 LIMITS = tc.ToolLimits(max_calls=2)
 FEW_SHOT = [

@@ -26,27 +26,9 @@ import pytest
 
 QWEN_TEMPLATE = (Path(__file__).resolve().parent / 'data' /
                  'qwen2_5_tools_template.jinja').read_text()
-ROBOT_TOOLS = [
-    {'type': 'function', 'function': {
-        'name': 'set_light', 'description': 'Switch the light of a room on or off.',
-        'parameters': {'type': 'object', 'properties': {
-            'on': {'type': 'boolean', 'description': 'true: switch on, false: switch off'},
-            'room': {'type': 'string', 'enum': ['kitchen', 'living_room', 'bedroom',
-                                                'bathroom']}},
-            'required': ['on', 'room'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'move_to', 'description': 'Drive the robot to a place.',
-        'parameters': {'type': 'object', 'properties': {
-            'place': {'type': 'string', 'minLength': 1, 'maxLength': 40}},
-            'required': ['place'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'say', 'description': 'Say a sentence out loud.',
-        'parameters': {'type': 'object', 'properties': {
-            'text': {'type': 'string', 'minLength': 1, 'maxLength': 60}},
-            'required': ['text'], 'additionalProperties': False}}},
-    {'type': 'function', 'function': {
-        'name': 'dock', 'description': 'Go back to the charging dock.'}},
-]
+# The fake robot's tools, also a tools_json example for users.
+ROBOT_TOOLS = json.loads((Path(__file__).resolve().parent.parent / 'config' /
+                          'robot_tools.json').read_text())
 ROBOT_TOOLS_JSON = json.dumps(ROBOT_TOOLS)
 
 
