@@ -61,8 +61,7 @@ import openai
 from .model_loading import ModelInfo
 from .remote_url import public_url, strip_userinfo
 from .session_cache import SessionCache
-from .slots import GenerationRequest, GenerationResult
-from .text_stream import TextStream
+from .slots import GenerationRequest, GenerationResult, Run
 
 # Prompt estimate (no tokenize endpoint): chat-template tokens per message (role header and
 # end-of-turn: ChatML uses 5), the assistant header, the first guess of tokens per UTF-8
@@ -100,30 +99,16 @@ class RemoteConfig:
     n_parallel: int
 
 
-class _Run:
+class _Run(Run):
     """One request from start() to on_done (event-loop thread only)."""
 
     def __init__(self, request: GenerationRequest):
-        self.request = request
-        self.stream = TextStream(request.sampling.stop)
-        self.submitted = time.monotonic()
-        self.admitted = 0.0
-        self.first_token_at: Optional[float] = None
-        self.first_text_at: Optional[float] = None
+        super().__init__(request)
         self.chunks = 0                  # content chunks (~ tokens) when the server has no usage
         self.usage = None
         self.server_finish: Optional[str] = None
         self.cancelled = False           # should_stop said so
         self.task: Optional[asyncio.Task] = None
-        self.finished = False
-
-    def emit(self, piece: str) -> None:
-        if not piece:
-            return
-        if self.first_text_at is None:
-            self.first_text_at = time.monotonic()
-        if self.request.on_text is not None:
-            self.request.on_text(piece)
 
 
 class OpenAIEngine:

@@ -66,7 +66,29 @@ class Slot:
         return self.generation is not None
 
 
-class Generation:
+class Run:
+    """What every generation tracks, whatever runs it: its request, text stream and timings."""
+
+    def __init__(self, request: GenerationRequest):
+        self.request = request
+        self.stream = TextStream(request.sampling.stop)
+        self.submitted = time.monotonic()
+        self.admitted = 0.0
+        self.first_token_at: Optional[float] = None
+        self.first_text_at: Optional[float] = None
+        self.finished = False
+
+    def emit(self, piece: str) -> None:
+        """Hand a piece of text (if any) to the request's ``on_text``."""
+        if not piece:
+            return
+        if self.first_text_at is None:
+            self.first_text_at = time.monotonic()
+        if self.request.on_text is not None:
+            self.request.on_text(piece)
+
+
+class Generation(Run):
     """
     One request inside a slot.
 
@@ -75,33 +97,19 @@ class Generation:
     """
 
     def __init__(self, request: GenerationRequest, limit: int):
-        self.request = request
+        super().__init__(request)
         self.limit = limit                  # hard cap on generated tokens (<= context room)
-        self.submitted = time.monotonic()
-        self.admitted = 0.0
-        self.first_token_at: Optional[float] = None
-        self.first_text_at: Optional[float] = None
         self.slot: Optional[Slot] = None
         self.sampler = None
-        self.stream = TextStream(request.sampling.stop)
         self.remaining: List[int] = []      # prompt tokens not yet in the KV cache
         self.next_token: Optional[int] = None
         self.n_out = 0
         self.reused = 0
         self.restored_from = ''
-        self.finished = False
 
     @property
     def prompting(self) -> bool:
         return bool(self.remaining)
-
-    def emit(self, piece: str) -> None:
-        if not piece:
-            return
-        if self.first_text_at is None:
-            self.first_text_at = time.monotonic()
-        if self.request.on_text is not None:
-            self.request.on_text(piece)
 
     def result(self, finish_reason: str, error: str = '') -> GenerationResult:
         end = time.monotonic()

@@ -372,40 +372,27 @@ MAX_TOKENS = 256
 
 
 class Generator:
-    """SmolLM2 with the chat template of choice, greedy (repeat penalty 1.1, node default)."""
+    """SmolLM2 through the node's engine with the chat template of choice, greedy."""
 
-    def __init__(self, model_path, template=None):
-        import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        self.llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(model_path, n_ctx=2048, n_threads=2, verbose=False)
-        template = template or self.llm.metadata['tokenizer.chat_template']
-        self.supports_tools = tc.template_supports_tools(template)
-        self.formatter = Jinja2ChatFormatter(template, eos_token='<|im_end|>', bos_token='')
+    def __init__(self, model_path, template=''):
+        from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, SamplingParams
+        from br_chat_lifecycle.settings import build
+        self.engine = LlamaEngine(build(ModelConfig, model_path=model_path, n_ctx=2048,
+                                        n_parallel=1, n_threads=2, chat_template=template))
+        self.supports_tools = self.engine.supports_tools
+        self._params = lambda n: build(SamplingParams, max_tokens=n, temperature=0.0,
+                                       repeat_penalty=1.1)
 
     def reply(self, messages, tools_, choice, max_tokens=MAX_TOKENS):
+        """Return (text, ended by the model, the grammar used)."""
         adapted, kwargs = tc.prompt_with_tools(messages, tools_, choice, self.supports_tools)
-        prompt = self.formatter(messages=adapted, **kwargs).prompt
         grammar = tool_call_grammar(tools_, choice, LIMITS)
-        tokens = self.llm.tokenize(prompt.encode(), special=True)  # test content is trusted
-        out, finished = [], False
-        gen = self.llm.generate(tokens, temp=0.0, repeat_penalty=1.1, reset=True,
-                                grammar=self.llama_cpp.LlamaGrammar.from_string(grammar)
-                                if grammar else None)
-        try:
-            for token in gen:
-                if self.llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
-                    finished = True
-                    break
-                out.append(token)
-                if len(out) >= max_tokens:
-                    break
-        finally:
-            gen.close()
-        return self.llm.detokenize(out).decode('utf-8', 'replace'), finished, grammar
+        result = self.engine.generate(self.engine.prompt_tokens(adapted, **kwargs),
+                                      self._params(max_tokens), grammar=grammar)
+        return result.text, result.finish_reason == 'stop', grammar
 
     def close(self):
-        self.llm.close()
+        self.engine.close()
 
 
 @pytest.fixture(scope='module')
