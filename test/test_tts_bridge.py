@@ -305,14 +305,20 @@ def test_tts_failure_stops_the_request_naming_the_sentence(scripted):
     assert tts.started == ['One.', ' Two.']          # Three is never sent
 
 
-def test_one_request_at_a_time(scripted):
-    chat, tts, bridge = scripted
+def start_held(chat, tts, bridge):
+    """Start a request whose chat reply is held after 'Hold on.' has been spoken."""
     tts.reset()
     chat.partials, chat.response = ['Hold on.'], 'Hold on. Done.'
     chat.hold.clear()
+    goal = bridge.goal('first')
+    wait_until(lambda: tts.texts, 'the first sentence spoken', 20, log=bridge.log)
+    return goal
+
+
+def test_one_request_at_a_time(scripted):
+    chat, tts, bridge = scripted
     try:
-        first = bridge.goal('first')
-        wait_until(lambda: tts.texts, 'the first sentence spoken', 20, log=bridge.log)
+        first = start_held(chat, tts, bridge)
         second = bridge.goal('second')
         status, result = second.result(timeout=20)
         assert status == 'aborted' and result.error.startswith('busy'), result.error
@@ -359,12 +365,8 @@ def test_sigint_answers_the_request_in_progress(scripted):
     chat, tts, _ = scripted
     graph = GraphClient()
     bridge = BridgeProcess(graph, chat.name, tts.name)
-    tts.reset()
-    chat.partials, chat.response = ['Hold on.'], 'Hold on. Done.'
-    chat.hold.clear()
     try:
-        goal = bridge.goal('first')
-        wait_until(lambda: tts.texts, 'the first sentence spoken', 20, log=bridge.log)
+        goal = start_held(chat, tts, bridge)
         bridge.proc.send_signal(signal.SIGINT)
         status, result = goal.result(timeout=20)
         assert status == 'aborted' and result.finish_reason == 'cancelled'
