@@ -14,6 +14,7 @@ No ROS, llama.cpp (the engine):
   grammars.py        bounded JSON Schema -> GBNF, the GBNF check, a byte-bounded cache
   tool_calls.py      tools: checks, prompt, call grammars, parsing replies
   openai_backend.py  the same engine interface in front of an OpenAI-compatible server
+  remote_url.py      server URLs without credentials
 No ROS, no llama.cpp:
   chat_core.py       validation, admission, sessions, prompts and replies
   job_queue.py       admission: n_parallel running, max_queue waiting, one turn per session
@@ -21,6 +22,7 @@ No ROS, no llama.cpp:
   sessions.py        the conversations' text
   structured_output.py  output formats and the files behind them
   text_stream.py     UTF-8-safe streaming with stop-sequence hold-back
+  feedback.py        streamed text as action feedback: per piece, batched or per sentence
   sentence_stream.py sentence-sized streaming for speech
   stats.py, memory.py   statistics, RSS
   config_paths.py    where config files are (share directory, source tree)
@@ -28,6 +30,7 @@ No ROS, no llama.cpp:
   settings.py        every parameter, once (param_docs.py writes the YAML and README table)
 ROS (rclpy):
   chat_node.py       the lifecycle node; reply_tracking.py: the rclpy internals it relies on
+  node_main.py       run a node until shutdown (signal-aware): every executable's main
   chat_diagnostics.py, diagnostics_compat.py   /diagnostics
   lifecycle_client.py, lifecycle_manager.py    driving lifecycle nodes
   client.py          a client for chat_service / chat_action / sessions / lifecycle

@@ -38,10 +38,10 @@ from .chat_core import ChatCore, ChatReply, ChatRequest, CoreConfig, GenerationS
 from .chat_diagnostics import fill_status
 from .diagnostics_compat import make_updater
 from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
+from .feedback import FeedbackBatcher, SentenceFeedback
 from .memory import return_large_blocks_to_the_os, rss_mb, trim_heap
 from .remote_url import public_url
 from .reply_tracking import ChatActionServer, ReplyTracker, track_service
-from .sentence_stream import SentenceStream
 from .session_cache import SessionCache, SessionDisk
 from .stats import ChatStats
 from .structured_output import FormatResolver
@@ -563,68 +563,6 @@ class ChatNode(LifecycleNode):
             logger.warning(message)
         else:
             logger.info(message)
-
-
-class FeedbackBatcher:
-    """
-    Publishes streamed text as feedback, every piece at once or batched per ``interval``.
-
-    Every piece at once (interval 0, the default), or at most one message per ``interval`` seconds
-    carrying everything generated since the last one (lower client CPU for fast models). ``flush``
-    sends the rest; nothing is ever lost, so the partials still concatenate to the reply.
-    """
-
-    def __init__(self, publish, interval: float):
-        self._publish = publish
-        self._interval = interval
-        self._pending = []
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def add(self, piece: str) -> None:
-        with self._lock:
-            self._pending.append(piece)
-            now = time.monotonic()
-            if self._interval > 0 and now - self._last < self._interval:
-                return
-            self._last = now
-            text, self._pending = ''.join(self._pending), []
-            self._publish(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            text, self._pending = ''.join(self._pending), []
-            if text:
-                self._publish(text)
-
-
-class SentenceFeedback:
-    """
-    Publishes streamed text as feedback, one complete sentence per message.
-
-    For stream_unit "sentence" (text-to-speech): each sentence is published as soon as the
-    text that completes it is generated (a sentence ending in a terminator waits for the next
-    piece, which shows whether a closing quote, a digit or a space follows; see
-    sentence_stream), several in a row if one piece completes several; ``flush`` sends the
-    rest. No timer: feedback_min_interval_s does not apply. The partials still concatenate to
-    the reply.
-    """
-
-    def __init__(self, publish, max_chars: int):
-        self._publish = publish
-        self._stream = SentenceStream(max_chars)
-        self._lock = threading.Lock()
-
-    def add(self, piece: str) -> None:
-        with self._lock:
-            for sentence in self._stream.feed(piece):
-                self._publish(sentence)
-
-    def flush(self) -> None:
-        with self._lock:
-            rest = self._stream.finish()
-            if rest:
-                self._publish(rest)
 
 
 REQUEST_FIELDS = ('prompt', 'session_id', 'reset_session', 'response_format', 'json_schema',
