@@ -102,6 +102,9 @@ class ChatNode(LifecycleNode):
         self._updater.setHardwareID('none')
         self._updater.add('LLM chat', self._diagnose)
         self._stats_pub = self.create_publisher(String, '~/stats', 10)
+        # Discovery is gradual: a twin may appear after configure, so look again now and then.
+        self._twins_warned = 1
+        self._twin_timer = self.create_timer(2.0, self._warn_if_name_taken)
 
     # ================================================================ parameters
     def _check_parameters(self, params):
@@ -224,11 +227,13 @@ class ChatNode(LifecycleNode):
         Warn loudly when another node already has this node's name.
 
         Two nodes with one name share lifecycle services and parameters: ``ros2 lifecycle set`` and
-        the manager then reach either of them. ROS allows it; say so loudly.
+        the manager then reach either of them. ROS allows it; say so loudly, once per new twin
+        (checked at configure and every 2 s, as discovery may find a twin late).
         """
         me = (self.get_name(), self.get_namespace())
         twins = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
-        if twins > 1:
+        if twins > self._twins_warned:
+            self._twins_warned = twins
             self.get_logger().warning(
                 f'{twins} nodes are named {self.get_fully_qualified_name()} on this graph: '
                 'lifecycle transitions, parameters and chat requests may reach the other one; '
