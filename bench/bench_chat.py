@@ -245,16 +245,23 @@ def phase_load(raw, node, reps):
     return out
 
 
-def phase_latency(raw, node, prompts, rounds, max_tokens, seed):
-    """Per prompt and path: TTFT, tokens/s, end-to-end latency (interleaved rounds)."""
-    runs = {'raw': [], 'action': [], 'service': []}
+def phase_latency(raw, node, prompts, rounds, max_tokens, seed, options):
+    """
+    Per prompt and path: TTFT, tokens/s, end-to-end latency (interleaved rounds).
+
+    Path ``options`` is the action with every generation option sent per request (``options``:
+    the node's own values, so the replies stay the same): the cost of per-request options.
+    """
+    runs = {'raw': [], 'action': [], 'options': [], 'service': []}
     for r in range(rounds):
-        for path in ('raw', 'action', 'service'):
+        for path in ('raw', 'action', 'options', 'service'):
             for i, prompt in enumerate(prompts):
                 if path == 'raw':
                     res = raw.chat(prompt, max_tokens, seed)
                 elif path == 'action':
                     res = node.goal(prompt)
+                elif path == 'options':
+                    res = node.goal(prompt, **options)
                 else:
                     res = node.chat(prompt)
                 res.update(round=r, prompt=i)
@@ -476,6 +483,16 @@ def summarize(cfg, r):
         same = sum(1 for x in act if x['text'] == by[(x['round'], x['prompt'])]['text'])
         s['identical_outputs'] = f'{same}/{len(act)}'
         targets['tps_ratio'] = s['tps_ratio']['median'] >= TARGET_TPS_RATIO
+        if runs.get('options'):
+            plain = {(x['round'], x['prompt']): x for x in act}
+            pairs = [(x, plain[(x['round'], x['prompt'])]) for x in runs['options']]
+            s['options_tps'] = median(x['tps'] for x, _ in pairs)
+            s['options_tps_ratio'] = spread(x['tps'] / p['tps'] for x, p in pairs
+                                            if x.get('tps') and p.get('tps'))
+            s['options_added_ttft_s'] = spread(x['ttft_s'] - p['ttft_s'] for x, p in pairs
+                                               if x['ttft_s'] and p['ttft_s'])
+            same = sum(x['text'] == p['text'] for x, p in pairs)
+            s['options_identical'] = f'{same}/{len(pairs)}'
         targets['added_ttft'] = s['added_ttft_s']['median'] <= TARGET_ADDED_TTFT_S
     if 'concurrency' in r:
         rows = r['concurrency']
@@ -604,6 +621,13 @@ def render(cfg, s):
                 f'{s["action_e2e_ratio"]:.3f} | |',
                 f'| Tokens per reply (median) | {s["tokens_raw"]:.0f} | - | '
                 f'{s["tokens_node"]:.0f} (identical text: {s["identical_outputs"]}) | |']
+            if 'options_tps' in s:
+                ttft = s['options_added_ttft_s']
+                lines.append(
+                    f'| Action with every option per request | - | - | {s["options_tps"]:.1f} '
+                    f'tok/s ({_ratio(s["options_tps_ratio"], pct=True)} of the action '
+                    f'without), TTFT {ms(ttft["median"])} [{ms(ttft["min"])} to '
+                    f'{ms(ttft["max"])}], same text {s["options_identical"]} | within noise |')
         if 'main_memory' in s:
             m = s['main_memory']
             lines.append(
@@ -758,8 +782,11 @@ def main(argv=None):
         if 'latency' in phases:
             if raw.llm is None:
                 raw.load()
+            options = {k: base[k] for k in ('max_tokens', 'temperature', 'top_k', 'top_p',
+                                            'min_p', 'repeat_penalty', 'seed')}
             results['latency'] = phase_latency(raw, node, PROMPTS[:cfg['n_prompts']],
-                                               cfg['rounds'], cfg['max_tokens'], cfg['seed'])
+                                               cfg['rounds'], cfg['max_tokens'], cfg['seed'],
+                                               options)
         raw.close()
         if 'concurrency' in phases:
             ceiling = DecodeCeiling(model, cfg['n_threads'], max(cfg['concurrency_levels']),

@@ -112,8 +112,10 @@ PARAMS: Sequence[Param] = (
     Param('n_parallel', 4,
           'Slots: conversations generated at the same time, batched together in every '
           'llama.cpp step (continuous batching). Each slot has the full n_ctx, so the KV '
-          'cache takes n_parallel x n_ctx tokens of RAM. 4 gives 1.4-1.9x the tokens/s of 1 '
-          'on a 2-core CPU (see the benchmark); 1 = one generation at a time.',
+          'cache takes n_parallel x n_ctx tokens of RAM. Default 4: a short request starts '
+          'beside 3 long ones instead of waiting for them, and 4 conversations stay warm in '
+          'slots. Aggregate tokens/s grows only as far as the CPU batches (2-core VM: ~1x with '
+          '1 thread, up to ~1.5x with 2; see the benchmark); 1 = one generation at a time.',
           check=_range(1, 64)),
     Param('n_threads', 0,
           'CPU threads for generation; 0 = half the cores (at least 1), leaving the rest to '
