@@ -8,7 +8,8 @@ node's max_tokens) everywhere. Phases (see bench/README.md for every number):
 
   load         raw ``Llama()`` vs the configure transition; RSS of load/cleanup cycles
   latency      single stream: raw ``create_chat_completion(stream=True)`` vs chat_action vs
-               chat_service, per prompt: TTFT, tokens/s, end-to-end (targets >= 97 %, +20 ms)
+               chat_service, per prompt: TTFT, tokens/s, end-to-end (targets >= 97 %, +20 ms);
+               and chat_action with every option per request vs without (within noise)
   concurrency  1, 2, 4 concurrent service clients: aggregate tokens/s vs 1 client (target
                >= 1.8x at 4), beside raw batched ``llama_decode`` with 1, 2, 4 sequences
                (the physical ceiling of this machine and model)
