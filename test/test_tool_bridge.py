@@ -343,6 +343,10 @@ def test_colliding_service_names_get_longer_tool_names(bridge, robot, slow_robot
 def test_configure_fails_naming_a_missing_service(bridge, robot):
     missing = f'/{unique_name("no_robot")}/set_light'
     b = bridge(services=[robot.srv('set_light'), missing], discovery_timeout_s=1.0)
+    # Discovery is gradual: let the bridge see the robot first, so only `missing` times out.
+    wait_until(lambda: any(n == robot.srv('set_light')
+                           for n, _ in b.node.get_service_names_and_types()),
+               "the robot's set_light on the bridge's graph", 30)
     assert b.configure() == FAILURE
     assert b.node.configure_error == (
         f'service(s) not found on the graph within 1 s: {missing}')
