@@ -9,9 +9,12 @@ Greedy decoding (temperature 0) where the test compares two generations; the KV 
 reset before those so both evaluate the prompt the same way.
 """
 import codecs
+import threading
+import time
 from typing import List
 
-from br_chat_lifecycle.engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
+from br_chat_lifecycle.engine import (GenerationRequest, LlamaEngine, ModelConfig, ModelLoadError,
+                                      SamplingParams, SHORT_PROMPT_STEPS)
 from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
 import pytest
@@ -272,6 +275,55 @@ def test_should_stop_before_the_first_token(tiny):
 
 
 # =============================================================================== KV cache
+def _stream_tokens_while_prompting(engine, running, prompt: List[int]) -> int:
+    """
+    Tokens the ``running`` generation produced while ``prompt`` was evaluated in another slot.
+
+    Counted in steps, not time: ``should_stop`` is asked once per scheduler step, so it records
+    the running stream's token count at every step from the new request's admission on.
+    """
+    seen, me = [], []
+
+    def record():
+        if me:
+            seen.append((me[0].n_out, running.n_out))
+        return False
+    done = threading.Event()
+    me.append(engine.start(GenerationRequest(prompt, build(SamplingParams, max_tokens=2, **GREEDY),
+                                             should_stop=record,
+                                             on_done=lambda _r: done.set())))
+    assert done.wait(120)
+    first_step = seen[0][1]
+    first_token = next(stream for mine, stream in seen if mine >= 1)
+    return first_token - first_step
+
+
+def test_a_short_prompt_runs_alone_and_a_long_one_beside_the_streams(tiny):
+    """
+    Evaluate a short prompt in steps of its own; interleave a long one with running streams.
+
+    A generated token costs far more than a prompt token on a CPU (its logits), so a short
+    request (<= SHORT_PROMPT_STEPS steps of n_batch tokens) is evaluated while the running
+    streams sit out those steps: its time to first token stays close to idle. A long prompt
+    must not freeze the streams: they keep generating between its chunks.
+    """
+    fresh(tiny)
+    stop = threading.Event()
+    base = tiny.prompt_tokens(user('a'))
+    running = tiny.start(GenerationRequest(base, build(SamplingParams, max_tokens=100000, **GREEDY),
+                                           should_stop=stop.is_set))
+    try:
+        while running.n_out < 3:
+            time.sleep(0.01)
+        n_batch = tiny._n_batch
+        short = base + [base[-1]] * (SHORT_PROMPT_STEPS * n_batch - len(base))
+        assert _stream_tokens_while_prompting(tiny, running, short) == 0
+        long = base + [base[-2]] * (20 * n_batch)     # no prefix shared with the short one
+        assert _stream_tokens_while_prompting(tiny, running, long) >= 10
+    finally:
+        stop.set()
+
+
 def test_kv_prefix_is_reused_on_the_second_turn(smol):
     q1, q2 = 'My name is Alice.', 'What is my name?'
     first_prompt = smol.prompt_tokens(user(q1))
