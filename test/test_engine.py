@@ -310,8 +310,8 @@ def test_a_short_prompt_runs_alone_and_a_long_one_beside_the_streams(tiny):
     fresh(tiny)
     stop = threading.Event()
     base = tiny.prompt_tokens(user('a'))
-    running = tiny.start(GenerationRequest(base, build(SamplingParams, max_tokens=100000, **GREEDY),
-                                           should_stop=stop.is_set))
+    endless = build(SamplingParams, max_tokens=100000, **GREEDY)
+    running = tiny.start(GenerationRequest(base, endless, should_stop=stop.is_set))
     try:
         while running.n_out < 3:
             time.sleep(0.01)
