@@ -114,8 +114,8 @@ PARAMS: Sequence[Param] = (
           'llama.cpp step (continuous batching). Each slot has the full n_ctx, so the KV '
           'cache takes n_parallel x n_ctx tokens of RAM. Default 4: a short request starts '
           'beside 3 long ones instead of waiting for them, and 4 conversations stay warm in '
-          'slots. Aggregate tokens/s grows only as far as the CPU batches (2-core VM: ~1x with '
-          '1 thread, up to ~1.5x with 2; see the benchmark); 1 = one generation at a time.',
+          'slots. Aggregate tokens/s grows only as far as the CPU batches (2-core VM, 4 slots: '
+          '0.9x with 1 thread, 1.35x with 2; see the benchmark); 1 = one generation at a time.',
           check=_range(1, 64)),
     Param('n_threads', 0,
           'CPU threads for generation; 0 = half the cores (at least 1), leaving the rest to '
