@@ -58,6 +58,10 @@ STATE_LABELS = {
 }
 PRIMARY_STATES = ('unconfigured', 'inactive', 'active', 'finalized')
 UNKNOWN = 'unknown'          # a transition timed out: the node may still be in the middle of it
+# A transition's reply can be lost like get_state's (see get_state); after this many seconds
+# without one, and as often again, change_state asks get_state whether the node has already
+# reached the transition's target state.
+LOST_REPLY_PROBE_S = 5.0
 UNREACHABLE = 'unreachable'  # the node's service is missing or did not answer
 
 CONFIGURE = Transition.TRANSITION_CONFIGURE
@@ -234,9 +238,11 @@ class LifecycleClient:
         Request one transition; return the node's answer (True = it reports success).
 
         `transition` is a lifecycle_msgs Transition id (CONFIGURE, ACTIVATE, ...). Nothing is
-        verified. Raises ServiceUnavailable (state 'unreachable'), NoResponse after
-        transition_timeout (state 'unknown': the node may still be in the middle of it), or
-        ShuttingDown.
+        verified, except that a reply the middleware dropped is not waited for: while no answer
+        comes, get_state is asked every LOST_REPLY_PROBE_S s, and a node already in the
+        transition's target state counts as success. Raises ServiceUnavailable (state
+        'unreachable'), NoResponse after transition_timeout (state 'unknown': the node may still
+        be in the middle of it), or ShuttingDown.
         """
         name = transition_name(transition)
         wait = self.service_wait_timeout
@@ -246,13 +252,26 @@ class LifecycleClient:
                         f'{_secs(wait)} s')
         request = ChangeState.Request()
         request.transition.id = transition
-        response = self._call(self._change_state, request, self.transition_timeout)
-        if response is None:
-            reason = (f'timed out after {_secs(self.transition_timeout)} s '
-                      '(the node may still be in the middle of it)')
-            raise NoResponse(f'{name} of {self.node_name} {reason}', self.node_name, name,
-                             reason, UNKNOWN)
-        return bool(response.success)
+        target = TRANSITIONS.get(transition, (name, None))[1]
+        future = self._change_state.call_async(request)
+        deadline = time.monotonic() + self.transition_timeout
+        while True:
+            probe = min(LOST_REPLY_PROBE_S, deadline - time.monotonic())
+            if self._wait_future(future, probe):
+                return bool(future.result().success)
+            if time.monotonic() >= deadline:
+                break
+            if target is not None and self._state_once() == target:
+                _forget(self._change_state, future)
+                self._node.get_logger().warning(
+                    f'{name} of {self.node_name}: no reply after {_secs(LOST_REPLY_PROBE_S)} s '
+                    f"but the node is '{target}': the reply was lost, the transition succeeded")
+                return True
+        _forget(self._change_state, future)
+        reason = (f'timed out after {_secs(self.transition_timeout)} s '
+                  '(the node may still be in the middle of it)')
+        raise NoResponse(f'{name} of {self.node_name} {reason}', self.node_name, name,
+                         reason, UNKNOWN)
 
     @_abandoned_on_shutdown
     def transition(self, transition):
@@ -299,6 +318,11 @@ class LifecycleClient:
                 return False
             time.sleep(0.05)
         return True
+
+    def _state_once(self):
+        """One get_state request: the label, or None when no answer came in time."""
+        response = self._call(self._get_state, GetState.Request(), self.get_state_timeout)
+        return None if response is None else _label(response.current_state)
 
     def _call(self, client, request, timeout):
         """Call a service and wait for the response; None on timeout (request abandoned)."""
