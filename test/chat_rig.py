@@ -50,7 +50,12 @@ class Rig:
         self._params_client = node.create_client(SetParameters, f'/{self.name}/set_parameters')
         self.closed = False
         if bring_up:
-            graph.bring_up(self.name)
+            try:
+                graph.bring_up(self.name)
+            except AssertionError as e:     # say what the node was doing
+                self.proc.stop()
+                raise AssertionError(f'{e}\n--- node log tail ---\n{self.log()[-3000:]}') \
+                    from None
             self.wait_servers()
 
     # ---------------------------------------------------------------- plumbing
