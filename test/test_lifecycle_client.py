@@ -8,6 +8,8 @@ the blocking calls, as the client's docstring prescribes. Every wait is bounded;
 on timing.
 """
 
+from pathlib import Path
+import sys
 import threading
 
 import pytest
@@ -19,7 +21,7 @@ from br_chat_lifecycle.lifecycle_client import (ACTIVATE, CONFIGURE,  # noqa: E4
                                                 DEACTIVATE, get_states, LifecycleClient,
                                                 LifecycleError, NoResponse, resolve_node_name,
                                                 ServiceUnavailable, ShuttingDown, TransitionFailed)
-from ros_helpers import (RosClient, start_lifecycle_test_node, unique_name,  # noqa
+from ros_helpers import (RosProcess, start_lifecycle_test_node, unique_name,  # noqa
                          wait_until)
 
 
@@ -79,45 +81,26 @@ def test_a_hanging_transition_times_out_with_state_unknown(ros, procs, record):
     client.destroy()
 
 
-def test_a_lost_transition_reply_is_recognised_by_get_state(ros):
+def test_a_lost_transition_reply_is_recognised_by_get_state(ros, procs):
     """
     Recognise a transition whose reply never comes (dropped by the middleware) by get_state.
 
-    A stand-in node performs the transition but does not answer change_state (what a dropped
-    reply looks like to the client) while its get_state reports the target state: the call
-    succeeds after LOST_REPLY_PROBE_S instead of waiting out transition_timeout.
+    A stand-in node process (test/mute_lifecycle_node.py) performs the transition but never
+    answers change_state, while its get_state reports the target state: the call succeeds after
+    LOST_REPLY_PROBE_S instead of waiting out transition_timeout.
     """
-    from lifecycle_msgs.msg import State
-    from lifecycle_msgs.srv import ChangeState, GetState
-    from rclpy.callback_groups import ReentrantCallbackGroup
-    name = f'/{unique_name("mute")}'
-    ids = {'unconfigured': State.PRIMARY_STATE_UNCONFIGURED,
-           'inactive': State.PRIMARY_STATE_INACTIVE}
-    state = {'label': 'unconfigured'}
-    release = threading.Event()
-
-    def change(request, response):
-        state['label'] = 'inactive'
-        release.wait(60.0)       # the reply comes only after the test
-        response.success = True
-        return response
-
-    def get(request, response):
-        response.current_state.id = ids[state['label']]
-        response.current_state.label = state['label']
-        return response
-    group = ReentrantCallbackGroup()
-    mute = RosClient(name.lstrip('/'))      # the stand-in: a node in its own context
-    mute.node.create_service(ChangeState, f'{name}/change_state', change, callback_group=group)
-    mute.node.create_service(GetState, f'{name}/get_state', get, callback_group=group)
-    client = LifecycleClient(ros.node, name, transition_timeout=20.0)
+    name = unique_name('mute')
+    mute = RosProcess([sys.executable, str(Path(__file__).with_name('mute_lifecycle_node.py')),
+                       name], name)
+    procs.append(mute)
+    assert mute.wait_for_output('READY', 30), mute.output()
+    client = LifecycleClient(ros.node, f'/{name}', transition_timeout=20.0)
     try:
         assert client.change_state(CONFIGURE) is True
-        assert not release.is_set() and state['label'] == 'inactive'
+        assert 'TRANSITION 1 -> inactive' in mute.output()
+        assert client.get_state() == 'inactive'
     finally:
         client.destroy()
-        release.set()
-        mute.close()
 
 
 def test_a_missing_node_is_reported_unreachable(ros):
