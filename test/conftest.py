@@ -7,6 +7,12 @@ Runs before any test module is imported, hence before anything imports rclpy:
     discovery stays on this host, so concurrent runs and other ROS graphs do not see each other;
   * the repo root comes first on sys.path (and PYTHONPATH, for child processes), so tests use
     br_chat_lifecycle from source rather than the colcon-installed copy.
+
+Known upstream trap (seen on a development VM after hundreds of interrupted runs, never on a
+fresh machine): Fast DDS shared-memory port files of killed processes pile up in /dev/shm, and
+once a new run's random domain reuses such ports, new participants stop getting service
+replies (whole modules then time out). With no ROS process running,
+``rm -f /dev/shm/fastdds_* /dev/shm/sem.fastdds_*`` restores it.
 """
 import glob
 import importlib.util
