@@ -42,51 +42,50 @@ def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models
     """
     n_calls, n_goals = 40, 24
     rig = rigs({'model_path': tiny_models['short'], 'max_queue': 70, 'max_tokens': 4})
-    extra = [GraphClient() for _ in range(2)]
-    try:
-        graphs = [rig.graph] + extra
-        # One client per request, as many separate clients waking together would be. The
-        # clients keep every response (KEEP_ALL): with Fast DDS each client's response reader
-        # also receives the other clients' responses, so ROS's default depth of 10 loses
-        # replies on the CLIENT side in a burst (measured: 2-6 of 40); see README.
-        clients = [graphs[i % 3].node.create_client(LLMChat, rig.service, qos_profile=KEEP_ALL)
-                   for i in range(n_calls)]
-        actions = [ActionClient(graphs[i % 3].node, LLMChatAction, rig.action,
-                                goal_service_qos_profile=KEEP_ALL,
-                                result_service_qos_profile=KEEP_ALL,
-                                cancel_service_qos_profile=KEEP_ALL)
-                   for i in range(n_goals)]
-        for a in actions:
-            assert a.wait_for_server(timeout_sec=20)
-        # Each service client once before the burst, resent until answered: a reply to a
-        # brand-new client can be lost before the server has discovered it (an upstream
-        # discovery race, not the queue depth this test is about).
-        warm_up = sum(1 for i, c in enumerate(clients)
-                      if call_retry(c, LLMChat.Request(prompt='hi'), f'warm-up {i}'))
-        calls = [c.call_async(LLMChat.Request(prompt=f'burst {i}'))
-                 for i, c in enumerate(clients)]
-        sends = [a.send_goal_async(LLMChatAction.Goal(prompt=f'goal {i}'))
-                 for i, a in enumerate(actions)]
-        replies = [GraphClient.wait_future(f, 60, f'reply {i} of the burst')
-                   for i, f in enumerate(calls)]
-        handles = [GraphClient.wait_future(f, 60, f'goal response {i} of the burst')
-                   for i, f in enumerate(sends)]
-        assert all(r.success for r in replies), [r.error for r in replies if not r.success]
-        assert all(h.accepted for h in handles)
-        # a cancel storm: every goal at once (some have finished already: those say so)
-        cancels = [h.cancel_goal_async() for h in handles]
-        for i, f in enumerate(cancels):
-            GraphClient.wait_future(f, 60, f'cancel response {i} of the storm')
-        results = [GraphClient.wait_future(h.get_result_async(), 60, f'result {i}')
-                   for i, h in enumerate(handles)]
-        assert all(r.result.success or r.result.finish_reason == 'cancelled' for r in results)
-        # counted by the node: every request of the burst once (and each warm-up at least once)
-        snap = rig.stats(since=time.monotonic(),
-                         predicate=lambda s: s['requests_total'] >= warm_up + n_calls + n_goals)
-        assert snap['requests_ok'] + snap['requests_cancelled'] >= warm_up + n_calls + n_goals
-    finally:
-        for g in extra:
-            g.close()
+    # All on the rig's long-discovered participant: a brand-new participant is sometimes
+    # not discovered for tens of seconds on a busy host (an upstream discovery matter, not
+    # the server-side queue depth this test is about); the server's request reader is
+    # shared by all clients either way.
+    graphs = [rig.graph] * 3
+    # One client per request, as many separate clients waking together would be. The
+    # clients keep every response (KEEP_ALL): with Fast DDS each client's response reader
+    # also receives the other clients' responses, so ROS's default depth of 10 loses
+    # replies on the CLIENT side in a burst (measured: 2-6 of 40); see README.
+    clients = [graphs[i % 3].node.create_client(LLMChat, rig.service, qos_profile=KEEP_ALL)
+               for i in range(n_calls)]
+    actions = [ActionClient(graphs[i % 3].node, LLMChatAction, rig.action,
+                            goal_service_qos_profile=KEEP_ALL,
+                            result_service_qos_profile=KEEP_ALL,
+                            cancel_service_qos_profile=KEEP_ALL)
+               for i in range(n_goals)]
+    for a in actions:
+        assert a.wait_for_server(timeout_sec=20)
+    # Each service client once before the burst, resent until answered: a reply to a
+    # brand-new client can be lost before the server has discovered it (an upstream
+    # discovery race, not the queue depth this test is about).
+    warm_up = sum(1 for i, c in enumerate(clients)
+                  if call_retry(c, LLMChat.Request(prompt='hi'), f'warm-up {i}'))
+    calls = [c.call_async(LLMChat.Request(prompt=f'burst {i}'))
+             for i, c in enumerate(clients)]
+    sends = [a.send_goal_async(LLMChatAction.Goal(prompt=f'goal {i}'))
+             for i, a in enumerate(actions)]
+    replies = [GraphClient.wait_future(f, 60, f'reply {i} of the burst')
+               for i, f in enumerate(calls)]
+    handles = [GraphClient.wait_future(f, 60, f'goal response {i} of the burst')
+               for i, f in enumerate(sends)]
+    assert all(r.success for r in replies), [r.error for r in replies if not r.success]
+    assert all(h.accepted for h in handles)
+    # a cancel storm: every goal at once (some have finished already: those say so)
+    cancels = [h.cancel_goal_async() for h in handles]
+    for i, f in enumerate(cancels):
+        GraphClient.wait_future(f, 60, f'cancel response {i} of the storm')
+    results = [GraphClient.wait_future(h.get_result_async(), 60, f'result {i}')
+               for i, h in enumerate(handles)]
+    assert all(r.result.success or r.result.finish_reason == 'cancelled' for r in results)
+    # counted by the node: every request of the burst once (and each warm-up at least once)
+    snap = rig.stats(since=time.monotonic(),
+                     predicate=lambda s: s['requests_total'] >= warm_up + n_calls + n_goals)
+    assert snap['requests_ok'] + snap['requests_cancelled'] >= warm_up + n_calls + n_goals
 
 
 # ============================================================ cancel in prompt evaluation
