@@ -225,9 +225,9 @@ class LifecycleClient:
         # middleware (rmw_fastrtps "failed to send response (timeout)"), so one silence is
         # not proof that the node is gone.
         for _attempt in range(self.get_state_attempts):
-            response = self._call(self._get_state, GetState.Request(), self.get_state_timeout)
-            if response is not None:
-                return _label(response.current_state)
+            label = self._state_once()
+            if label is not None:
+                return label
         self._raise(NoResponse, 'get_state', UNREACHABLE,
                     f'no answer to get_state ({self.get_state_attempts} attempts of '
                     f'{_secs(self.get_state_timeout)} s)')

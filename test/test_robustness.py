@@ -46,18 +46,18 @@ def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models
     # not discovered for tens of seconds on a busy host (an upstream discovery matter, not
     # the server-side queue depth this test is about); the server's request reader is
     # shared by all clients either way.
-    graphs = [rig.graph] * 3
+    node = rig.graph.node
     # One client per request, as many separate clients waking together would be. The
     # clients keep every response (KEEP_ALL): with Fast DDS each client's response reader
     # also receives the other clients' responses, so ROS's default depth of 10 loses
     # replies on the CLIENT side in a burst (measured: 2-6 of 40); see README.
-    clients = [graphs[i % 3].node.create_client(LLMChat, rig.service, qos_profile=KEEP_ALL)
-               for i in range(n_calls)]
-    actions = [ActionClient(graphs[i % 3].node, LLMChatAction, rig.action,
+    clients = [node.create_client(LLMChat, rig.service, qos_profile=KEEP_ALL)
+               for _ in range(n_calls)]
+    actions = [ActionClient(node, LLMChatAction, rig.action,
                             goal_service_qos_profile=KEEP_ALL,
                             result_service_qos_profile=KEEP_ALL,
                             cancel_service_qos_profile=KEEP_ALL)
-               for i in range(n_goals)]
+               for _ in range(n_goals)]
     for a in actions:
         assert a.wait_for_server(timeout_sec=20)
     # Each service client once before the burst, resent until answered: a reply to a
