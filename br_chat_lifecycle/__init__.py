@@ -30,7 +30,8 @@ No ROS, no llama.cpp:
   settings.py        every parameter, once (param_docs.py writes the YAML and README table)
 ROS (rclpy):
   chat_node.py       the lifecycle node; reply_tracking.py: the rclpy internals it relies on
-  node_main.py       run a node until shutdown (signal-aware): every executable's main
+  node_main.py       run a node until shutdown (signal-aware; a raising callback is logged,
+                     not fatal): every executable's main
   chat_diagnostics.py, diagnostics_compat.py   /diagnostics
   lifecycle_client.py, lifecycle_manager.py    driving lifecycle nodes
   client.py          a client for chat_service / chat_action / sessions / lifecycle

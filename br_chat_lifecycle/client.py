@@ -68,6 +68,7 @@ from std_msgs.msg import String
 from unique_identifier_msgs.msg import UUID
 
 from .lifecycle_client import ACTIVATE, CONFIGURE, LifecycleClient, TRANSITIONS
+from .node_main import spin_until_shutdown
 
 # Requests and replies of chat_service and of the action's goal/cancel/result services: keep all
 # (the default depth 10 loses replies of a burst on the client's side, requests on the node's).
@@ -435,17 +436,12 @@ class ChatClient:
                                      context=self.context)
             self._executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
             self._executor.add_node(node)
-            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread = threading.Thread(target=spin_until_shutdown, daemon=True, args=(
+                self._executor, self.context, node.get_logger()))
             self._thread.start()
         else:
             self.context = node.context
         self.node = node
-
-    def _spin(self):
-        try:
-            self._executor.spin()
-        except Exception:  # noqa: BLE001 - the context was shut down (close)
-            pass
 
     def __enter__(self):
         return self

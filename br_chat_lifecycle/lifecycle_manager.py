@@ -62,6 +62,7 @@ from .lifecycle_client import (ACTIVATE, ACTIVE_SHUTDOWN, CLEANUP, CONFIGURE, DE
                                get_states, INACTIVE_SHUTDOWN, LifecycleClient, LifecycleError,
                                PRIMARY_STATES, resolve_node_name, ShuttingDown, transition_name,
                                UNCONFIGURED_SHUTDOWN, UNREACHABLE)
+from .node_main import spin_until_shutdown
 
 # Plans: current primary state -> transitions still needed. A state missing from a plan means
 # the step cannot be done from there (the sequence fails with a message saying so).
@@ -535,7 +536,7 @@ def main(args=None):
         # is_active and the diagnostics timer.
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        executor.spin()
+        spin_until_shutdown(executor, node.context, node.get_logger())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # managed nodes are deliberately left alone (see module docstring)
     finally:

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from br_chat_lifecycle import client as chat_client
-from chat_harness import ChatNodeProcess, GraphClient, wait_until
+from chat_harness import call_retry, ChatNodeProcess, GraphClient, wait_until
 from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 from rcl_interfaces.srv import SetParameters
@@ -151,6 +151,26 @@ class Endpoint:
 
     def goal(self, prompt, **fields) -> 'Goal':
         return Goal(self.rig, prompt, fields, self.action_client)
+
+    def warm_up(self, attempts: int = 5) -> None:
+        """
+        Get one service reply and one goal response through (resent while none comes).
+
+        A brand-new participant can be discovered late by the node on a loaded host, and a
+        reply sent before that is lost; after this, the node knows this participant. The
+        requests count in the node's statistics (take a baseline after).
+        """
+        call_retry(self.service_client, LLMChat.Request(prompt='warm-up', max_tokens=1),
+                   'warm-up request')
+        for _ in range(attempts):
+            goal = self.goal('warm-up', max_tokens=1)
+            try:
+                if goal.accepted(timeout=5.0):
+                    goal.result(timeout=60)
+                    return
+            except AssertionError:
+                print('no goal response to the warm-up goal within 5 s: sending another')
+        raise AssertionError(f'no goal response after {attempts} warm-up goals')
 
 
 class Goal:

@@ -168,6 +168,8 @@ class RosClient:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
+        from br_chat_lifecycle.node_main import spin_until_shutdown
+        self._spin_until_shutdown = spin_until_shutdown
         self._rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -181,10 +183,7 @@ class RosClient:
         self.diagnostics = []  # DiagnosticArray messages received (see subscribe_diagnostics)
 
     def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # context shut down
-            pass
+        self._spin_until_shutdown(self.executor, self.context, self.node.get_logger())
 
     def __enter__(self):
         return self

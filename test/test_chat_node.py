@@ -324,7 +324,7 @@ def tiny_node(graph, tiny_model_path):
 
     Tests set the live parameters they need (max_tokens, temperature, seed) first.
     """
-    node = Node({'model_path': tiny_model_path, 'n_ctx': 4096, 'n_parallel': 1, 'max_queue': 1,
+    node = Node({'model_path': tiny_model_path, 'n_ctx': 8192, 'n_parallel': 1, 'max_queue': 1,
                  'max_tokens': 16, 'diagnostic_updater.period': 0.2})
     try:
         bring_up(graph, node)
@@ -647,7 +647,8 @@ def test_queue_full_refuses_at_once_and_answers_everyone(graph, tiny_node):
 
 def test_queue_full_is_shared_by_service_and_action(graph, tiny_node):
     stats = tiny_node.stats
-    set_ok(graph, tiny_node, max_tokens=4000, temperature=0.2, seed=-1)
+    # 8000 tokens: the running goal must outlast everything below on a loaded machine
+    set_ok(graph, tiny_node, max_tokens=8000, temperature=0.2, seed=-1)
     running = send_goal(graph, tiny_node, 'I run first')
     wait_first_partial(running)
     set_ok(graph, tiny_node, max_tokens=200)

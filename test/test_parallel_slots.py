@@ -27,6 +27,9 @@ QUESTIONS = [
 ]
 
 
+LONG_STORY = 'Write a long story about a robot who learns to paint.'
+
+
 def smol_params(default_model_path, **extra):
     params = {'model_path': default_model_path, 'n_parallel': 4, 'n_ctx': 1024,
               'max_tokens': 48, 'diagnostic_updater.period': 0.2, **GREEDY}
@@ -77,11 +80,14 @@ def test_greedy_alone_vs_batched(rigs, default_model_path):
 
 def test_cancel_one_of_four_the_others_finish(rigs, default_model_path):
     rig = rigs(smol_params(default_model_path, max_tokens=64))
-    goals = [rig.goal(q) for q, _ in QUESTIONS]
+    # the one cancelled is long: a one-sentence answer could end before the cancel arrives
+    goals = [rig.goal(q) if i != 1 else rig.goal(LONG_STORY, max_tokens=400)
+             for i, (q, _) in enumerate(QUESTIONS)]
     goals[1].wait_feedback()
     goals[1].cancel()
     status, res = goals[1].result(timeout=60)
     assert status == 'canceled' and res.finish_reason == 'cancelled', res
+    assert res.completion_tokens < 400, res
     assert ''.join(goals[1].partials) == res.response
     for i in (0, 2, 3):
         status, res = goals[i].result(timeout=120)

@@ -53,6 +53,10 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
         # collected by the one tap of `rig` (one more tap per participant would only add
         # Python work to this single test process)
         endpoints = [rig] + [Endpoint(rig, g) for g in extra]
+        for ep in endpoints[1:]:
+            ep.warm_up()      # new participants: discovered by the node before the burst
+        base = rig.stats(since=time.monotonic(), predicate=lambda s: (
+            not s['generating'] and s['queue_depth'] == 0), timeout=30)
 
         outcomes = defaultdict(list)          # request id -> [outcome, ...]
         problems = []
@@ -150,12 +154,16 @@ def test_load_every_request_gets_exactly_one_outcome(rigs, graph, tiny_models):
             [c for c in state_calls if c[0] != 'active'][:3]
 
         # the node counted every request exactly once, with the same outcome
+        def delta(s, key):
+            return s[key] - base[key]
+
         snap = rig.stats(since=time.monotonic(),
-                         predicate=lambda s: s['requests_total'] >= n, timeout=15)
-        assert snap['requests_total'] == n, snap
-        assert snap['requests_ok'] == counts['ok'], snap
-        assert snap['requests_refused'] == counts['refused'], snap
-        assert snap['requests_failed'] == 0 and snap['requests_cancelled'] == 0, snap
+                         predicate=lambda s: delta(s, 'requests_total') >= n, timeout=15)
+        assert delta(snap, 'requests_total') == n, (base, snap)
+        assert delta(snap, 'requests_ok') == counts['ok'], (base, snap)
+        assert delta(snap, 'requests_refused') == counts['refused'], (base, snap)
+        assert delta(snap, 'requests_failed') == 0, (base, snap)
+        assert delta(snap, 'requests_cancelled') == 0, (base, snap)
         assert snap['queue_depth'] == 0 and not snap['generating'], snap
         # the service and action servers are not left holding anything
         t0 = time.monotonic()

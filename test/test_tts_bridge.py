@@ -105,6 +105,9 @@ class BridgeProcess:
         self.stop_client = node.create_client(Trigger, f'/{self.name}/stop')
         assert self.action_client.wait_for_server(timeout_sec=30), \
             f'bridge not available\n{self.log()[-2000:]}'
+        # the feedback tap must be matched too, or the first partials are lost for good
+        wait_until(self.tap.connected, 'the bridge feedback publisher matched', 30,
+                   log=self.log)
 
     def log(self) -> str:
         with open(self.log_path, errors='replace') as f:
@@ -141,7 +144,9 @@ def world(default_model_path):
     rig = Rig(graph, {'model_path': default_model_path, 'temperature': 0.0,
                       'max_tokens': 72, 'n_ctx': 1024})
     tts = FakeTts(graph, f'/fake_tts_{uuid.uuid4().hex[:8]}')
-    bridge = BridgeProcess(graph, rig.action, tts.name)
+    # server_timeout_s: a just-started bridge may take more than the default 5 s to discover
+    # the chat node's action server on a loaded machine.
+    bridge = BridgeProcess(graph, rig.action, tts.name, server_timeout_s=30.0)
     try:
         yield graph, rig, tts, bridge
     finally:
@@ -311,6 +316,7 @@ def start_held(chat, tts, bridge):
     chat.partials, chat.response = ['Hold on.'], 'Hold on. Done.'
     chat.hold.clear()
     goal = bridge.goal('first')
+    assert goal.accepted()      # its result is requested now, before anything is stopped
     # The bridge's feedback, not the fake's record: the fake records a text before its reply
     # reaches the bridge, and a stop in between (documented) does not count it as spoken.
     wait_until(lambda: goal.partials, 'the first sentence spoken', 20, log=bridge.log)

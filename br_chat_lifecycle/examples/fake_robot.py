@@ -15,7 +15,7 @@ reliable, transient local, depth 100: a late subscriber still gets the recent ca
 Parameters: ``places`` (known places), ``move_duration_s`` (simulated travel time) and
 ``fault_injection`` (service names, e.g. ['say'], whose handler raises instead of answering:
 rclpy then sends no response; for testing how callers cope). A handler that raises does not
-stop the node: the exception is logged and spinning goes on.
+stop the node: node_main's spin logs the exception and goes on.
 """
 import json
 import threading
@@ -23,9 +23,7 @@ import time
 
 from jobot_ai_msgs.srv import MoveTo, Say, SetLight
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -125,22 +123,9 @@ class FakeRobot(Node):
         return response
 
 
-def spin_resilient(executor, node) -> None:
-    """Spin until shutdown; an exception escaping a callback is logged, not fatal."""
-    while rclpy.ok(context=executor.context):
-        try:
-            executor.spin_once(timeout_sec=0.5)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            raise
-        except InjectedFault:
-            pass  # logged by the handler
-        except Exception as e:  # a service handler raised: rclpy sends no response
-            node.get_logger().error(f'callback raised {type(e).__name__}: {e}')
-
-
 def main(args=None):
     """Run the fake robot until shutdown."""
-    node_main.run(FakeRobot, args, spin=spin_resilient)
+    node_main.run(FakeRobot, args)
 
 
 if __name__ == '__main__':

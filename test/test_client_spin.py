@@ -1,0 +1,91 @@
+# Copyright 2026 br_chat_lifecycle developers. Licensed under the Apache License 2.0.
+"""
+ChatClient's background spin thread survives what rclpy's MultiThreadedExecutor re-raises.
+
+Real rclpy, one process: a ChatClient (own context, executor thread) and a publisher/service
+in a second context. Without ``node_main.spin_until_shutdown`` the first exception ended the
+thread and the client never received anything again (seen in CI as a whole test module whose
+lifecycle replies stopped arriving).
+"""
+import threading
+
+from br_chat_lifecycle.client import ChatClient
+from chat_harness import wait_until
+from jobot_ai_msgs.action import LLMChatAction
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+
+class Peer:
+    """A publisher and a Trigger service in their own context and thread."""
+
+    def __init__(self):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('spin_peer', context=self.context)
+        self.pub = self.node.create_publisher(String, '/spin_test/topic', 10)
+        self.node.create_service(Trigger, '/spin_test/trigger', self._trigger)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _trigger(request, response):
+        response.success, response.message = True, 'answered'
+        return response
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(5.0)
+
+
+def call_trigger(client: ChatClient) -> str:
+    cli = client.node.create_client(Trigger, '/spin_test/trigger')
+    assert cli.wait_for_service(timeout_sec=20.0)
+    future = cli.call_async(Trigger.Request())
+    wait_until(future.done, 'the Trigger reply', 20.0)
+    return future.result().message
+
+
+def test_a_raising_callback_does_not_end_the_spin_thread():
+    peer, client = Peer(), ChatClient(name='spin_victim')
+    try:
+        received = []
+
+        def callback(msg):
+            received.append(msg.data)
+            if msg.data == 'boom':
+                raise ValueError('a user callback failed')
+
+        client.node.create_subscription(String, '/spin_test/topic', callback, 10)
+        wait_until(lambda: peer.pub.get_subscription_count() > 0, 'the subscription matched', 20)
+        peer.pub.publish(String(data='boom'))
+        wait_until(lambda: 'boom' in received, 'the raising callback ran', 20)
+        # the client still receives: a message and a service reply after the exception
+        peer.pub.publish(String(data='after'))
+        wait_until(lambda: 'after' in received, 'a message after the exception', 20)
+        assert call_trigger(client) == 'answered'
+        assert client._thread.is_alive()
+    finally:
+        client.close()
+        peer.close()
+    assert not client._thread.is_alive()      # close() still ends it
+
+
+def test_action_clients_destroyed_while_spinning_do_not_end_the_spin_thread():
+    peer, client = Peer(), ChatClient(name='spin_victim')
+    try:
+        for _ in range(200):     # each destroy races the executor's wait-set construction
+            ActionClient(client.node, LLMChatAction, '/spin_test/action').destroy()
+        assert call_trigger(client) == 'answered'
+        assert client._thread.is_alive()
+    finally:
+        client.close()
+        peer.close()
