@@ -10,7 +10,7 @@ lifecycle replies stopped arriving).
 import threading
 
 from br_chat_lifecycle.client import ChatClient
-from chat_harness import wait_until
+from chat_harness import call_retry, wait_until
 from jobot_ai_msgs.action import LLMChatAction
 import rclpy
 from rclpy.action import ActionClient
@@ -47,11 +47,10 @@ class Peer:
 
 
 def call_trigger(client: ChatClient) -> str:
+    # call_retry: the peer may not yet have discovered this brand-new client (its reply is then
+    # dropped); a dead spin thread gets no reply to any of the attempts
     cli = client.node.create_client(Trigger, '/spin_test/trigger')
-    assert cli.wait_for_service(timeout_sec=20.0)
-    future = cli.call_async(Trigger.Request())
-    wait_until(future.done, 'the Trigger reply', 20.0)
-    return future.result().message
+    return call_retry(cli, Trigger.Request(), 'the Trigger call').message
 
 
 def test_a_raising_callback_does_not_end_the_spin_thread():
