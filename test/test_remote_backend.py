@@ -9,8 +9,8 @@ process on a real graph (chat_rig.Rig). Covered: service and action (partials co
 the result), a session over three turns (the history reaches the server as messages: seen
 through a recording proxy), cancel and deactivate mid-stream (the server sees the stream
 closed and stops), structured output, the server killed mid-stream and restarted (no
-transition needed), configure against a server that is down / lacks the model / refuses the
-key, and the vendor's clients unchanged.
+transition needed), request_timeout_s on a long reply (its own server), configure against a
+server that is down / lacks the model / refuses the key, and the vendor's clients unchanged.
 remote_servers.FakeServer, a real HTTP server, only produces what the real one cannot: a stream
 that stalls mid-reply, a malformed stream, HTTP 503 with a body, a server that ignores stop
 sequences or the JSON schema.
@@ -321,6 +321,34 @@ def test_server_killed_mid_stream_then_back(mgraph, default_model_path):
     finally:
         rig.close()
         srv.stop()
+
+
+def test_request_timeout_on_the_real_server(mgraph, default_model_path):
+    """
+    End a reply the real server is still streaming when request_timeout_s runs out.
+
+    The request gets success=false with the reason and the text so far, the server sees its
+    stream closed (so it stops generating), and the node stays active and serves the next
+    request. Its own server instance: nothing it leaves running can touch the other tests.
+    """
+    srv = LlamaServer(default_model_path, api_key=KEY)
+    r = Rig(mgraph, _remote(srv.url, request_timeout_s=2.0, max_tokens=1500, temperature=0.9))
+    try:
+        goal = r.goal('Write a very long story about a robot that explores the sea.')
+        status, result = goal.result(timeout=WAIT_S)
+        assert status == 'aborted' and result.finish_reason == 'error', (status, result)
+        assert srv.url in result.error and 'request_timeout_s=2 s' in result.error, result.error
+        assert not result.success and result.completion_tokens < 1500
+        assert_streamed_completely(goal, result)
+        wait_until(lambda: srv.disconnects() > 0, 'the server to see the stream closed',
+                   WAIT_S, log=srv.log_text)
+        assert r.state() == 'active'
+        reply = r.chat('Say hello.', max_tokens=8, timeout=WAIT_S)
+        assert reply.success, reply.error
+    finally:
+        r.close()
+        srv.stop()
+    _assert_no_secret(r.log())
 
 
 def test_configure_failures_name_the_url_and_the_reason(mgraph, server):
