@@ -165,11 +165,13 @@ class Endpoint:
         for _ in range(attempts):
             goal = self.goal('warm-up', max_tokens=1)
             try:
-                if goal.accepted(timeout=5.0):
-                    goal.result(timeout=60)
-                    return
-            except AssertionError:
+                accepted = goal.accepted(timeout=5.0)
+            except AssertionError:      # no goal response: the only case worth resending
                 print('no goal response to the warm-up goal within 5 s: sending another')
+                continue
+            assert accepted, 'the warm-up goal was rejected'
+            goal.result(timeout=60)
+            return
         raise AssertionError(f'no goal response after {attempts} warm-up goals')
 
 

@@ -169,21 +169,18 @@ class RosClient:
         from rclpy.executors import MultiThreadedExecutor
 
         from br_chat_lifecycle.node_main import spin_until_shutdown
-        self._spin_until_shutdown = spin_until_shutdown
         self._rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name or unique_name('test_client'), context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread = threading.Thread(target=spin_until_shutdown, daemon=True, args=(
+            self.executor, self.context, self.node.get_logger()))
         self._thread.start()
         self._clients = {}
         self._lock = threading.Lock()
         self.diagnostics = []  # DiagnosticArray messages received (see subscribe_diagnostics)
-
-    def _spin(self):
-        self._spin_until_shutdown(self.executor, self.context, self.node.get_logger())
 
     def __enter__(self):
         return self

@@ -7,43 +7,25 @@ in a second context. Without ``node_main.spin_until_shutdown`` the first excepti
 thread and the client never received anything again (seen in CI as a whole test module whose
 lifecycle replies stopped arriving).
 """
-import threading
-
 from br_chat_lifecycle.client import ChatClient
 from chat_harness import call_retry, wait_until
 from jobot_ai_msgs.action import LLMChatAction
-import rclpy
 from rclpy.action import ActionClient
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from ros_helpers import RosClient, unique_name
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 
-class Peer:
-    """A publisher and a Trigger service in their own context and thread."""
+def make_peer() -> RosClient:
+    """Start a publisher and a Trigger service on their own node, context and spin thread."""
+    peer = RosClient(unique_name('spin_peer'))
+    peer.pub = peer.node.create_publisher(String, '/spin_test/topic', 10)
 
-    def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('spin_peer', context=self.context)
-        self.pub = self.node.create_publisher(String, '/spin_test/topic', 10)
-        self.node.create_service(Trigger, '/spin_test/trigger', self._trigger)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def _trigger(request, response):
+    def trigger(request, response):
         response.success, response.message = True, 'answered'
         return response
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(5.0)
+    peer.node.create_service(Trigger, '/spin_test/trigger', trigger)
+    return peer
 
 
 def call_trigger(client: ChatClient) -> str:
@@ -54,7 +36,7 @@ def call_trigger(client: ChatClient) -> str:
 
 
 def test_a_raising_callback_does_not_end_the_spin_thread():
-    peer, client = Peer(), ChatClient(name='spin_victim')
+    peer, client = make_peer(), ChatClient(name='spin_victim')
     try:
         received = []
 
@@ -79,7 +61,7 @@ def test_a_raising_callback_does_not_end_the_spin_thread():
 
 
 def test_action_clients_destroyed_while_spinning_do_not_end_the_spin_thread():
-    peer, client = Peer(), ChatClient(name='spin_victim')
+    peer, client = make_peer(), ChatClient(name='spin_victim')
     try:
         for _ in range(200):     # each destroy races the executor's wait-set construction
             ActionClient(client.node, LLMChatAction, '/spin_test/action').destroy()

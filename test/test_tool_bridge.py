@@ -101,11 +101,9 @@ class Bridge:
                                                     for k, v in params.items()])
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread = threading.Thread(target=spin_until_shutdown, daemon=True, args=(
+            self.executor, self.context, self.node.get_logger()))
         self._thread.start()
-
-    def _spin(self):
-        spin_until_shutdown(self.executor, self.context, self.node.get_logger())
 
     def configure(self):
         return self.node.trigger_configure()
