@@ -18,13 +18,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_harness import GraphClient, wait_until  # noqa: E402
 
 GREEDY = {'temperature': 0.0, 'seed': 1}
-# Prompts whose greedy replies differ recognisably (each must contain its keyword).
+# Prompts whose greedy replies differ recognisably.
+# (question, words any of which a right answer contains); a batch composition can change how the
+# model spells the same answer ('eight' or '8': seen in CI), so both spellings count
 QUESTIONS = [
-    ('What is the capital of France? Answer in one sentence.', 'Paris'),
-    ('What color is the sky on a clear day? Answer in one sentence.', 'blue'),
-    ('How many legs does a spider have? Answer in one sentence.', 'eight'),
-    ('What animal says meow? Answer in one sentence.', 'cat'),
+    ('What is the capital of France? Answer in one sentence.', ('Paris',)),
+    ('What color is the sky on a clear day? Answer in one sentence.', ('blue',)),
+    ('How many legs does a spider have? Answer in one sentence.', ('eight', '8')),
+    ('What animal says meow? Answer in one sentence.', ('cat',)),
 ]
+
+
+def right_answer(keywords, response):
+    return any(k.lower() in response.lower() for k in keywords)
 
 
 LONG_STORY = 'Write a long story about a robot who learns to paint.'
@@ -51,11 +57,11 @@ def test_four_goals_stream_together_and_each_gets_its_own_reply(rigs, default_mo
     snap = rig.stats(since=time.monotonic(), predicate=lambda s: s['slots_busy'] == 4,
                      timeout=30)
     assert snap['slots_total'] == 4
-    for goal, (question, keyword) in zip(goals, QUESTIONS):
+    for goal, (question, keywords) in zip(goals, QUESTIONS):
         status, res = goal.result(timeout=120)
         assert status == 'succeeded', (question, res)
         assert ''.join(goal.partials) == res.response, question
-        assert keyword.lower() in res.response.lower(), (question, res.response)
+        assert right_answer(keywords, res.response), (question, res.response)
 
 
 def test_greedy_alone_vs_batched(rigs, default_model_path):
@@ -68,9 +74,9 @@ def test_greedy_alone_vs_batched(rigs, default_model_path):
     measured on SmolLM2: different late tokens with 64-token chunks).
     """
     rig = rigs(smol_params(default_model_path, max_tokens=48))
-    question, keyword = QUESTIONS[0]
+    question, keywords = QUESTIONS[0]
     alone = rig.chat(question, timeout=120)
-    assert alone.success and keyword in alone.response, alone
+    assert alone.success and right_answer(keywords, alone.response), alone
     others = [rig.call_async(q) for q, _ in QUESTIONS[1:]]
     batched = rig.chat(question, timeout=120)
     for fut in others:
@@ -92,7 +98,7 @@ def test_cancel_one_of_four_the_others_finish(rigs, default_model_path):
     for i in (0, 2, 3):
         status, res = goals[i].result(timeout=120)
         assert status == 'succeeded', res
-        assert QUESTIONS[i][1].lower() in res.response.lower(), res.response
+        assert right_answer(QUESTIONS[i][1], res.response), res.response
 
 
 def test_json_schema_request_beside_plain_text_requests(rigs, default_model_path):
@@ -106,9 +112,9 @@ def test_json_schema_request_beside_plain_text_requests(rigs, default_model_path
     assert structured.success, structured
     data = json.loads(structured.response)
     assert set(data) == {'city', 'country'}
-    for fut, (q, keyword) in zip(plain, QUESTIONS[1:]):
+    for fut, (q, keywords) in zip(plain, QUESTIONS[1:]):
         res = GraphClient.wait_future(fut, 120, q)
-        assert res.success and keyword.lower() in res.response.lower(), res.response
+        assert res.success and right_answer(keywords, res.response), res.response
 
 
 def test_slot_and_queue_limits(rigs, tiny_models):
