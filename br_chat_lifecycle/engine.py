@@ -57,6 +57,29 @@ PROMPT_TPS_GUESS = 100.0
 # arriving request, and never more than SHORT_PROMPT_STEPS steps in a row; longer prompts are
 # interleaved with the streams' tokens so they never freeze them.
 SHORT_PROMPT_STEPS = 2
+# Prompt tokens are never evaluated one alone (a chunk of 1, or a reused prefix leaving only
+# the last token): for a single row llama.cpp's CPU matrix multiply takes its matrix-vector
+# path, which rounds differently from the multi-row one (llamafile sgemm needs 2 rows), so a
+# greedy reply would change with a cache hit or with where a chunk happened to end (measured
+# on SmolLM2: 3 of 24 prompts replied differently from the cache; 0 of 24 with this rule).
+MIN_PROMPT_CHUNK = 2
+
+
+def prompt_chunk(remaining: int, cap: int, full_cap: int) -> int:
+    """
+    How many of a prompt's ``remaining`` tokens to evaluate in this step (0: wait a step).
+
+    ``cap`` is what this step leaves for the prompt, ``full_cap`` what a step can give it at
+    best (its chunk size with no other prompt in the step). The chunk neither is one token nor
+    leaves one token behind (MIN_PROMPT_CHUNK), unless ``full_cap`` is too small to ever avoid
+    it: then the plain ``min(remaining, cap)``, so no prompt waits forever.
+    """
+    size = min(remaining, cap)
+    if remaining < MIN_PROMPT_CHUNK or full_cap <= MIN_PROMPT_CHUNK:
+        return size
+    if 0 < remaining - size < MIN_PROMPT_CHUNK:
+        size = remaining - MIN_PROMPT_CHUNK
+    return size if size >= MIN_PROMPT_CHUNK else 0
 
 
 class LlamaEngine:
@@ -284,8 +307,8 @@ class LlamaEngine:
                 gen.restored_from = source
         slot.session = req.session
         prefix = common_prefix(slot.tokens, req.tokens)
-        if prefix >= len(req.tokens):
-            prefix = len(req.tokens) - 1   # the last prompt token is evaluated for its logits
+        # at least the last prompt token is evaluated (for its logits), and never alone
+        prefix = max(0, min(prefix, len(req.tokens) - MIN_PROMPT_CHUNK))
         llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, prefix, -1)
         del slot.tokens[prefix:]
         gen.reused = prefix
@@ -385,11 +408,14 @@ class LlamaEngine:
                 rows.append((gen, n, 1, True))
                 n += 1
         prompt_tokens = 0
+        full_cap = self._chunk_size(self._n_batch - n)
         for gen in prompting:
             budget = self._n_batch - n
             if budget <= 0:
                 break
-            size = self._chunk_size(budget)
+            size = prompt_chunk(len(gen.remaining), self._chunk_size(budget), full_cap)
+            if size == 0:
+                continue
             chunk = gen.remaining[:size]
             last = len(chunk) == len(gen.remaining)
             pos = len(gen.slot.tokens)

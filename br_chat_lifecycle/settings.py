@@ -127,11 +127,11 @@ PARAMS: Sequence[Param] = (
     Param('n_batch', 32,
           "Most tokens per llama.cpp decode step: every generating slot's next token plus "
           'chunks of prompts being evaluated. Small steps keep streams flowing while a long '
-          'prompt is evaluated, and keep a reply independent of what else runs: from 64 '
-          "tokens on, llama.cpp's CPU kernels take another matrix path for some weight "
-          'types (e.g. Q4_1/Q8_0) that rounds differently, so a greedy reply would depend on '
-          'chunking, caching and other slots. 32 costs 0-10% of prompt speed against 512 '
-          '(measured on 2 cores).', check=_range(1, 4096)),
+          'prompt is evaluated, and keep a greedy reply independent of what else runs and of '
+          "the cache: from 64 tokens on, llama.cpp's CPU kernels take another matrix path "
+          'for some weight types (e.g. Q4_1/Q8_0) that rounds differently (a prompt token is '
+          'also never evaluated alone, for the same reason). 32 costs 0-10% of prompt speed '
+          'against 512 (measured on 2 cores).', check=_range(1, 4096)),
     Param('n_gpu_layers', 0, 'Layers offloaded to a GPU (0 = CPU only; needs a GPU build).',
           check=_min(-1)),
     Param('use_mmap', True, 'Memory-map the model file (fast load, shared page cache).'),

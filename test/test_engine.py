@@ -13,8 +13,9 @@ import threading
 import time
 from typing import List
 
-from br_chat_lifecycle.engine import (GenerationRequest, LlamaEngine, ModelConfig, ModelLoadError,
-                                      SamplingParams, SHORT_PROMPT_STEPS)
+from br_chat_lifecycle.engine import (GenerationRequest, LlamaEngine, MIN_PROMPT_CHUNK,
+                                      ModelConfig, ModelLoadError, prompt_chunk, SamplingParams,
+                                      SHORT_PROMPT_STEPS)
 from br_chat_lifecycle.model_loading import check_model_file
 from br_chat_lifecycle.settings import build
 import pytest
@@ -337,6 +338,49 @@ def test_kv_prefix_is_reused_on_the_second_turn(smol):
     assert second.reused_prompt_tokens >= len(first_prompt)
     assert second.reused_prompt_tokens < len(second_prompt)
     assert second.prompt_tokens == len(second_prompt)
+
+
+def test_prompt_chunks_are_never_one_token():
+    """
+    A prompt chunk neither is one token nor leaves one behind; the first prompt always moves.
+
+    (MIN_PROMPT_CHUNK: a one-row matrix multiply rounds differently in llama.cpp's CPU kernels.)
+    """
+    for full_cap in range(1, 12):
+        for cap in range(1, full_cap + 1):
+            for remaining in range(1, 30):
+                size = prompt_chunk(remaining, cap, full_cap)
+                assert 0 <= size <= min(remaining, cap), (remaining, cap, full_cap)
+                if cap == full_cap:          # the first prompt of a step is never held back
+                    assert size > 0, (remaining, cap, full_cap)
+                if full_cap > MIN_PROMPT_CHUNK and remaining >= MIN_PROMPT_CHUNK and size:
+                    assert size >= MIN_PROMPT_CHUNK, (remaining, cap, full_cap)
+                    assert remaining - size == 0 or remaining - size >= MIN_PROMPT_CHUNK, (
+                        remaining, cap, full_cap)
+    # the plain split where it was already fine
+    assert prompt_chunk(43, 32, 32) == 32 and prompt_chunk(11, 32, 32) == 11
+    assert prompt_chunk(33, 32, 32) == 31 and prompt_chunk(2, 32, 32) == 2
+
+
+@pytest.mark.parametrize('question', [
+    'How many legs does a spider have? Answer in one sentence.',
+    'Write a long story about a robot who learns to paint.',
+    # 33 tokens with SmolLM2's template: split 32 + 1 before the rule, 31 + 2 now
+    'Say hello.',
+])
+def test_greedy_reply_is_the_same_cold_and_from_the_cache(smol, question):
+    """
+    The same greedy request replies the same whether its prompt is evaluated or reused.
+
+    Both replies of the first two prompts differed before MIN_PROMPT_CHUNK (the cached request
+    evaluated its last prompt token alone).
+    """
+    prompt = smol.prompt_tokens(user(question))
+    params = build(SamplingParams, max_tokens=48, **GREEDY)
+    cold = fresh(smol).generate(prompt, params)
+    cached = smol.generate(prompt, params)
+    assert cached.text == cold.text, (cold.text, cached.text)
+    assert cached.reused_prompt_tokens == len(prompt) - MIN_PROMPT_CHUNK
 
 
 # =============================================================================== injection

@@ -68,10 +68,11 @@ def test_greedy_alone_vs_batched(rigs, default_model_path):
     """
     The same greedy request alone and beside 3 others gives the same reply, token for token.
 
-    Guaranteed because every decode step stays under n_batch=32 tokens: llama.cpp's CPU kernels
-    compute each token's row the same way whatever else is in a batch of fewer than 64 tokens (from
-    64 on, some weight types such as Q4_1/Q8_0 go through a matrix path that rounds differently;
-    measured on SmolLM2: different late tokens with 64-token chunks).
+    Guaranteed because every decode step stays under n_batch=32 tokens and no prompt token is
+    evaluated alone: llama.cpp's CPU kernels compute each token's row the same way whatever else
+    is in a batch of 2 to 63 tokens (from 64 on, some weight types such as Q4_1/Q8_0 go through a
+    matrix path that rounds differently; measured on SmolLM2: different late tokens with 64-token
+    chunks; a single row takes the matrix-vector path: engine.MIN_PROMPT_CHUNK).
     """
     rig = rigs(smol_params(default_model_path, max_tokens=48))
     question, keywords = QUESTIONS[0]
