@@ -316,6 +316,12 @@ class ChatNode(LifecycleNode):
             self.destroy_timer(self._client_timer)
             self._client_timer = None
         if self._action is not None:
+            # a client whose result request is still on its way would never get the result
+            if not self._action.wait_results_requested(self._param('deactivate_timeout_s')):
+                self.get_logger().warning(
+                    f'{reason}: a finished goal\'s result was never asked for; destroying the '
+                    'action server anyway')
+            self._replies.wait_idle(self._param('deactivate_timeout_s'))
             self._action.destroy()
             self._action = None
         if self._service is not None:

@@ -20,12 +20,16 @@ running goal's result reaches the client although the server is destroyed right 
   * ``ChatActionServer`` overrides three ``ActionServer`` methods: ``_execute_goal`` (the
     task that runs the execute callback and then sets the result),
     ``_execute_get_result_request`` + ``_send_result_response`` (a result request registers
-    a send that runs in a later task once the result is set) and ``_execute_cancel_request``
+    a send that runs in a later task once the result is set; a goal that ended before its
+    client asked is waited for, bounded, by ``wait_results_requested`` before the server is
+    destroyed: test_robustness.py::test_result_asked_for_after_shutdown_began_still_arrives)
+    and ``_execute_cancel_request``
     (the task that calls the cancel callback and then moves goals to CANCELING). They exist
     with the same signatures in rclpy Humble, Jazzy and Kilted.
 """
 import threading
-from typing import Callable, Optional
+import time
+from typing import Callable, Dict, Optional
 
 from rclpy.action import ActionServer
 
@@ -78,6 +82,11 @@ def track_service(service, tracker: ReplyTracker):
     return service
 
 
+# How long a server about to be destroyed waits for the result request of a goal that just
+# ended (see ChatActionServer.wait_results_requested).
+RESULT_REQUEST_GRACE_S = 2.0
+
+
 class ChatActionServer(ActionServer):
     """
     An ActionServer that reports when results are sent and cancel requests processed.
@@ -91,6 +100,12 @@ class ChatActionServer(ActionServer):
                  on_cancel_processed: Optional[Callable[[], None]] = None, **kwargs):
         self.tracker = tracker
         self._on_cancel_processed = on_cancel_processed or (lambda: None)
+        # Goals whose client had not asked for the result yet when they ended (id -> when): a
+        # client asks after the goal response reaches it, which on a loaded host can be after
+        # the goal ended - and a request that arrives once the server is destroyed is lost.
+        self._asked = set()
+        self._unasked: Dict[bytes, float] = {}
+        self._asked_cond = threading.Condition()
         super().__init__(*args, **kwargs)
 
     async def _execute_goal(self, execute_callback, goal_handle):
@@ -99,14 +114,47 @@ class ChatActionServer(ActionServer):
             # Runs the execute callback, then sets the goal's result future.
             await super()._execute_goal(execute_callback, goal_handle)
         finally:
+            gid = bytes(goal_handle.goal_id.uuid)
+            with self._asked_cond:
+                if gid in self._asked:
+                    self._asked.discard(gid)
+                else:
+                    now = time.monotonic()
+                    for old in [g for g, t in self._unasked.items()
+                                if now - t > RESULT_REQUEST_GRACE_S]:
+                        del self._unasked[old]
+                    self._unasked[gid] = now
             self.tracker.end()
 
     async def _execute_get_result_request(self, request_header_and_message):
         # A result request for a known goal makes rclpy call _send_result_response once the
         # result is set - in a later executor task, not inside _execute_goal.
-        if bytes(request_header_and_message[1].goal_id.uuid) in self._goal_handles:
+        gid = bytes(request_header_and_message[1].goal_id.uuid)
+        if gid in self._goal_handles:
             self.tracker.begin()
+            with self._asked_cond:
+                if self._unasked.pop(gid, None) is None:
+                    self._asked.add(gid)
+                self._asked_cond.notify_all()
         await super()._execute_get_result_request(request_header_and_message)
+
+    def wait_results_requested(self, timeout: float) -> bool:
+        """
+        Wait (bounded) until every goal that ended in the last RESULT_REQUEST_GRACE_S has had
+        its result asked for; call before destroying the server.
+
+        A client that never asks (fire and forget) costs at most the grace once.
+        """
+        deadline = time.monotonic() + timeout
+        with self._asked_cond:
+            while True:
+                now = time.monotonic()
+                recent = [t for t in self._unasked.values() if now - t < RESULT_REQUEST_GRACE_S]
+                if not recent:
+                    return True
+                if now >= deadline:
+                    return False
+                self._asked_cond.wait(min(deadline, min(recent) + RESULT_REQUEST_GRACE_S) - now)
 
     def _send_result_response(self, request_header, future):
         try:

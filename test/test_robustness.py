@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 import signal
 import sys
+import threading
 import time
 import uuid
 
@@ -214,6 +215,41 @@ def test_signal_answers_running_and_queued_requests_and_exits(rigs, tiny_models,
     log = rig.log()
     assert 'model released' in log, log[-2000:]
     assert '[ERROR]' not in log and 'Traceback' not in log, log[-3000:]
+
+
+def test_result_asked_for_after_shutdown_began_still_arrives(rigs, tiny_models):
+    """
+    A client that asks for the result only after the goal ended at shutdown still gets it.
+
+    A client asks for the result when the goal response reaches it; on a loaded host that can be
+    after the node began shutting down (seen in a loaded test run: the result never came). The
+    node waits (RESULT_REQUEST_GRACE_S) for the result request of a goal that just ended before
+    it destroys its action server.
+    """
+    rig = rigs({'model_path': tiny_models['long'], 'n_ctx': 8192, 'max_tokens': 6000,
+                'n_parallel': 1})
+    action = ActionClient(rig.graph.node, LLMChatAction, rig.action,
+                          goal_service_qos_profile=KEEP_ALL, result_service_qos_profile=KEEP_ALL)
+    try:
+        assert action.wait_for_server(timeout_sec=20)
+        handle = GraphClient.wait_future(action.send_goal_async(
+            LLMChatAction.Goal(prompt='a long one')), 30, 'the goal response')
+        assert handle.accepted
+        _busy(rig)
+        shutdown = []
+        thread = threading.Thread(
+            target=lambda: shutdown.append(rig.transition('shutdown_active')))
+        thread.start()
+        # the goal ends (the node cancels it) before this client asks for its result
+        wait_until(lambda: 'cleaning up' in rig.log() or not thread.is_alive(),
+                   'the node to begin shutting down', 20, log=rig.log)
+        res = GraphClient.wait_future(handle.get_result_async(), 30, 'the result')
+        assert res.result.finish_reason == 'cancelled' and not res.result.success, res
+        assert 'cleaning up' in res.result.error, res
+        thread.join(60)
+        assert shutdown == [True]
+    finally:
+        action.destroy()
 
 
 # ============================================================ smaller cases
