@@ -319,7 +319,7 @@ class ChatNode(LifecycleNode):
             # a client whose result request is still on its way would never get the result
             if not self._action.wait_results_requested(self._param('deactivate_timeout_s')):
                 self.get_logger().warning(
-                    f'{reason}: a finished goal\'s result was never asked for; destroying the '
+                    f"{reason}: a finished goal's result was never asked for; destroying the "
                     'action server anyway')
             self._replies.wait_idle(self._param('deactivate_timeout_s'))
             self._action.destroy()

@@ -140,10 +140,10 @@ class ChatActionServer(ActionServer):
 
     def wait_results_requested(self, timeout: float) -> bool:
         """
-        Wait (bounded) until every goal that ended in the last RESULT_REQUEST_GRACE_S has had
-        its result asked for; call before destroying the server.
+        Wait (bounded) until the goals that ended recently have had their result asked for.
 
-        A client that never asks (fire and forget) costs at most the grace once.
+        Recently: in the last RESULT_REQUEST_GRACE_S. Call before destroying the server. A
+        client that never asks (fire and forget) costs at most the grace, once.
         """
         deadline = time.monotonic() + timeout
         with self._asked_cond:
