@@ -41,7 +41,8 @@ from .engine import LlamaEngine, ModelConfig, ModelLoadError, SamplingParams
 from .feedback import FeedbackBatcher, SentenceFeedback
 from .memory import return_large_blocks_to_the_os, rss_mb, trim_heap
 from .remote_url import public_url
-from .reply_tracking import ChatActionServer, ReplyTracker, track_service
+from .reply_tracking import (ChatActionServer, ReplyTracker, RESULT_REQUEST_GRACE_S,
+                             track_service)
 from .session_cache import SessionCache, SessionDisk
 from .stats import ChatStats
 from .structured_output import FormatResolver
@@ -317,11 +318,13 @@ class ChatNode(LifecycleNode):
             self._client_timer = None
         if self._action is not None:
             # a client whose result request is still on its way would never get the result
-            if not self._action.wait_results_requested(self._param('deactivate_timeout_s')):
+            timeout = self._param('deactivate_timeout_s')
+            if not self._action.wait_results_requested(timeout):
                 self.get_logger().warning(
-                    f"{reason}: a finished goal's result was never asked for; destroying the "
-                    'action server anyway')
-            self._replies.wait_idle(self._param('deactivate_timeout_s'))
+                    f"{reason}: a finished goal's result was not asked for within "
+                    f'{min(timeout, RESULT_REQUEST_GRACE_S):g} s; destroying the action server '
+                    'anyway')
+            self._replies.wait_idle(timeout)
             self._action.destroy()
             self._action = None
         if self._service is not None:

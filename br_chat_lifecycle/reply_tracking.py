@@ -142,19 +142,19 @@ class ChatActionServer(ActionServer):
         """
         Wait (bounded) until the goals that ended recently have had their result asked for.
 
-        Recently: in the last RESULT_REQUEST_GRACE_S. Call before destroying the server. A
-        client that never asks (fire and forget) costs at most the grace, once.
+        Recently: in the last RESULT_REQUEST_GRACE_S; each is waited for until its grace ends,
+        all at most ``timeout``. Returns False if one was not asked for (a fire-and-forget
+        client costs at most the grace, once). Call before destroying the server.
         """
-        deadline = time.monotonic() + timeout
         with self._asked_cond:
-            while True:
-                now = time.monotonic()
-                recent = [t for t in self._unasked.values() if now - t < RESULT_REQUEST_GRACE_S]
-                if not recent:
-                    return True
-                if now >= deadline:
-                    return False
-                self._asked_cond.wait(min(deadline, min(recent) + RESULT_REQUEST_GRACE_S) - now)
+            now = time.monotonic()
+            waiting = {g for g, t in self._unasked.items() if now - t < RESULT_REQUEST_GRACE_S}
+            if not waiting:
+                return True
+            until = min(now + timeout,
+                        max(self._unasked[g] for g in waiting) + RESULT_REQUEST_GRACE_S)
+            return self._asked_cond.wait_for(lambda: not waiting & self._unasked.keys(),
+                                             until - now)
 
     def _send_result_response(self, request_header, future):
         try:
