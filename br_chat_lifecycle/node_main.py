@@ -14,6 +14,7 @@ client.ChatClient's background thread spin with it. A callback that raises is lo
 traceback and the node keeps serving (rclpy sends no response for that one request) - a robot's
 node should not die because one request failed; our callbacks catch their own errors anyway.
 """
+import os
 import signal
 import threading
 import traceback
@@ -25,6 +26,26 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 
+def entity_in_flux(e: BaseException) -> bool:
+    """
+    Tell whether ``e`` is rclpy meeting an entity another thread is creating or destroying.
+
+    Destroyed: ``InvalidHandle`` or rcl's "pointer is invalid". Being created: rclpy's
+    ActionClient/ActionServer register themselves with the node before their ``__init__`` has
+    set ``_lock``, so an executor building its wait set at that moment gets an AttributeError
+    from inside ``rclpy/action`` (seen in test_client_spin about once in ten runs). Both are
+    harmless: the next wait set is built from what exists then.
+    """
+    if isinstance(e, InvalidHandle) or 'pointer is invalid' in str(e):
+        return True
+    if isinstance(e, AttributeError) and e.__traceback__ is not None:
+        frames = traceback.extract_tb(e.__traceback__)
+        building_wait_set = any(f.name == '_wait_for_ready_callbacks' for f in frames)
+        in_rclpy_action = '/rclpy/action/' in frames[-1].filename.replace(os.sep, '/')
+        return building_wait_set and in_rclpy_action     # not a user callback's error
+    return False
+
+
 def spin_until_shutdown(executor, context, logger) -> None:
     """
     Spin ``executor`` until it or ``context`` is shut down, surviving a failing callback.
@@ -33,11 +54,12 @@ def spin_until_shutdown(executor, context, logger) -> None:
     raises when another thread destroys an action client or server while the executor builds
     its wait set (rclpy skips entering the destroyed handle but still adds it: ``RCLError:
     Failed to add 'rcl_action_client_t' to wait set: action client pointer is invalid``;
-    test_client_spin reproduces it). Our nodes destroy their action server at cleanup and
-    ChatClient destroys action clients at close, so this can happen to any of them. A spin
+    test_client_spin reproduces it; ``entity_in_flux`` has this and the creating case). Our
+    nodes destroy their action server at cleanup and ChatClient destroys action clients at
+    close, so this can happen to any of them. A spin
     thread would end there: a node would exit, a client's thread would die silently and every
     later call would go unanswered (seen: a test module's whole graph, on a loaded machine).
-    Here spinning goes on: a destroyed entity is logged at debug level, any other exception as
+    Here spinning goes on: an entity in flux is logged at debug level, any other exception as
     an error with its traceback.
     """
     while context.ok():
@@ -49,8 +71,8 @@ def spin_until_shutdown(executor, context, logger) -> None:
         except Exception as e:  # noqa: BLE001 - see the docstring
             if not context.ok():
                 return                   # the context was shut down (close)
-            if isinstance(e, InvalidHandle) or 'pointer is invalid' in str(e):
-                logger.debug(f'an entity was destroyed while in use: {e}')
+            if entity_in_flux(e):
+                logger.debug(f'an entity was created or destroyed while in use: {e!r}')
             else:
                 logger.error('a callback raised (spinning goes on):\n'
                              + ''.join(traceback.format_exception(e)))
