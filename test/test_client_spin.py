@@ -65,7 +65,7 @@ def test_a_raising_callback_does_not_end_the_spin_thread():
 
 
 def test_action_clients_destroyed_while_spinning_do_not_end_the_spin_thread():
-    peer, client = make_peer(), ChatClient(name='spin_victim')
+    peer, client = make_peer(), ChatClient(name=unique_name('spin_victim'))
     try:
         # the peer must know the client's participant before the churn: 200 action clients
         # (1000 endpoints) created and destroyed by a participant the peer is still discovering
