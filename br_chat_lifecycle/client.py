@@ -61,6 +61,7 @@ from jobot_ai_msgs.action import LLMChatAction
 from jobot_ai_msgs.srv import LLMChat
 import rclpy
 from rclpy.action import ActionClient
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -97,7 +98,19 @@ def make_service_client(node, service: str, callback_group=None):
 
 
 def make_action_client(node, action: str, callback_group=None) -> ActionClient:
-    """Create an ActionClient of LLMChatAction ``action`` (SERVICE_QOS, FEEDBACK_QOS)."""
+    """
+    Create an ActionClient of LLMChatAction ``action`` (SERVICE_QOS, FEEDBACK_QOS).
+
+    ``callback_group``: default a new MutuallyExclusiveCallbackGroup of its own, not the node's
+    default group. Mutually exclusive: feedback is handled one message at a time, in order. Its
+    own: rclpy's executor takes a ready action client's data after marking its group as
+    executing and outside the try/finally that unmarks it, so a client destroyed between the
+    executor's wait and that take (close() while the node spins) leaves its group marked
+    forever; in the node's default group every other entity of the node (the user's
+    subscriptions, timers, ...) would never run again (test_client_spin reproduces it).
+    """
+    if callback_group is None:
+        callback_group = MutuallyExclusiveCallbackGroup()
     return ActionClient(node, LLMChatAction, action, callback_group=callback_group,
                         goal_service_qos_profile=SERVICE_QOS,
                         result_service_qos_profile=SERVICE_QOS,

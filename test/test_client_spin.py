@@ -7,6 +7,8 @@ in a second context. Without ``node_main.spin_until_shutdown`` the first excepti
 thread and the client never received anything again (seen in CI as a whole test module whose
 lifecycle replies stopped arriving).
 """
+import time
+
 from br_chat_lifecycle.client import ChatClient
 from br_chat_lifecycle.node_main import entity_in_flux
 from chat_harness import call_retry, wait_until
@@ -14,7 +16,7 @@ from jobot_ai_msgs.action import LLMChatAction
 import pytest
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor, TimeoutException
 from ros_helpers import RosClient, unique_name
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -108,3 +110,52 @@ def test_an_action_client_seen_half_built_is_an_entity_in_flux():
     finally:
         executor.shutdown()
         client.close()
+
+
+def test_an_action_client_destroyed_with_feedback_pending_blocks_nothing_else():
+    # rclpy's executor takes a ready waitable's data after beginning_execution() on its
+    # callback group and outside the try/finally that ends it: an ActionClient destroyed
+    # between the wait and the take raises there and leaves its group "executing" forever. In
+    # the node's default (mutually exclusive) group that froze every other entity of the node
+    # (seen: a test graph's replies stopped for the rest of its module). Made deterministic:
+    # the executor is stepped by hand, a feedback message makes the client ready.
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(unique_name('frozen'), context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        chat = ChatClient(node=node, action='/frozen_test/chat_action')
+        action_client = chat.action_client()
+        received = []
+        node.create_subscription(String, '/frozen_test/topic', received.append, 10)
+        feedback = node.create_publisher(LLMChatAction.Impl.FeedbackMessage,
+                                         '/frozen_test/chat_action/_action/feedback', 10)
+        topic = node.create_publisher(String, '/frozen_test/topic', 10)
+        wait_until(lambda: feedback.get_subscription_count() and topic.get_subscription_count(),
+                   'the publishers matched', 20)
+        feedback.publish(LLMChatAction.Impl.FeedbackMessage())
+        for _ in range(50):
+            handler, entity, _ = executor.wait_for_ready_callbacks(timeout_sec=1.0)
+            if entity is action_client:
+                break
+            handler()
+        else:
+            raise AssertionError('the action client never became ready')
+        chat.close()        # destruction is deferred while the executor holds the handle...
+        try:                # ...which it lets go of when it goes on (another thread, normally)
+            executor.wait_for_ready_callbacks(timeout_sec=1.0)
+        except TimeoutException:
+            pass
+        handler()
+        assert handler.exception() is not None     # rclpy's take on the destroyed client
+        assert entity_in_flux(handler.exception())
+        topic.publish(String(data='after'))
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert [m.data for m in received] == ['after'], "the node's other entities froze"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -37,7 +37,7 @@ from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
 import pytest  # noqa: E402
 from rclpy.action import ActionClient, ActionServer, CancelResponse  # noqa: E402
-from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup  # noqa: E402,E501
 from std_srvs.srv import Trigger  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,10 @@ class BridgeProcess:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
         node = graph.node
         self.tap = FeedbackTap(node, f'/{self.name}/ask')   # what chat_rig.Goal reads
-        self.action_client = ActionClient(node, LLMChatAction, f'/{self.name}/ask')
+        # in a group of its own: destroyed while the graph spins, it must not leave the graph
+        # node's default group blocked (see test_client_spin)
+        self.action_client = ActionClient(node, LLMChatAction, f'/{self.name}/ask',
+                                          callback_group=MutuallyExclusiveCallbackGroup())
         self.stop_client = node.create_client(Trigger, f'/{self.name}/stop')
         assert self.action_client.wait_for_server(timeout_sec=30), \
             f'bridge not available\n{self.log()[-2000:]}'
