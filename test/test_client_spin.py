@@ -5,7 +5,9 @@ ChatClient's background spin thread survives what rclpy's MultiThreadedExecutor 
 Real rclpy, one process: a ChatClient (own context, executor thread) and a publisher/service
 in a second context. Without ``node_main.spin_until_shutdown`` the first exception ended the
 thread and the client never received anything again (seen in CI as a whole test module whose
-lifecycle replies stopped arriving).
+lifecycle replies stopped arriving). Also: an ActionClient seen half-built or destroyed while
+the executor works is an "entity in flux", and a destroyed one blocks no other entity of its node
+(each of ChatClient's action clients has a callback group of its own).
 """
 import time
 
