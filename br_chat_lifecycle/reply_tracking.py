@@ -124,6 +124,9 @@ class ChatActionServer(ActionServer):
                                 if now - t > RESULT_REQUEST_GRACE_S]:
                         del self._unasked[old]
                     self._unasked[gid] = now
+                # a result request that came after its goal's grace was recorded as asked
+                # and nothing discards it: keep only goals rclpy still holds (not expired)
+                self._asked = {g for g in self._asked if g in self._goal_handles}
             self.tracker.end()
 
     async def _execute_get_result_request(self, request_header_and_message):
