@@ -56,9 +56,9 @@ def spin_until_shutdown(executor, context, logger) -> None:
     Failed to add 'rcl_action_client_t' to wait set: action client pointer is invalid``;
     test_client_spin reproduces it; ``entity_in_flux`` has this and the creating case). Our
     nodes destroy their action server at cleanup and ChatClient destroys action clients at
-    close, so this can happen to any of them. A spin
-    thread would end there: a node would exit, a client's thread would die silently and every
-    later call would go unanswered (seen: a test module's whole graph, on a loaded machine).
+    close, so this can happen to any of them. A spin thread would end there: a node would
+    exit, a client's thread would die silently and every later call would go unanswered (seen:
+    a test module's whole graph, on a loaded machine).
     Here spinning goes on: an entity in flux is logged at debug level, any other exception as
     an error with its traceback.
     """

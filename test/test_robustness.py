@@ -17,6 +17,7 @@ import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from br_chat_lifecycle.client import make_action_client  # noqa: E402
 from chat_harness import call_retry, ChatNodeProcess, GraphClient, wait_until  # noqa: E402
 import doomed_client  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
@@ -24,8 +25,6 @@ from jobot_ai_msgs.srv import LLMChat  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 import pytest  # noqa: E402
-from rclpy.action import ActionClient  # noqa: E402
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 
 pytestmark = pytest.mark.reliability
@@ -56,14 +55,8 @@ def test_burst_of_simultaneous_requests_is_answered_completely(rigs, tiny_models
     # replies on the CLIENT side in a burst (measured: 2-6 of 40); see README.
     clients = [node.create_client(LLMChat, rig.service, qos_profile=KEEP_ALL)
                for _ in range(n_calls)]
-    # each in a group of its own, as client.make_action_client does: one destroyed while the
-    # graph spins must not leave the graph node's default group blocked (see test_client_spin)
-    actions = [ActionClient(node, LLMChatAction, rig.action,
-                            callback_group=MutuallyExclusiveCallbackGroup(),
-                            goal_service_qos_profile=KEEP_ALL,
-                            result_service_qos_profile=KEEP_ALL,
-                            cancel_service_qos_profile=KEEP_ALL)
-               for _ in range(n_goals)]
+    # ChatClient's own (KEEP_ALL services, a callback group each: see make_action_client)
+    actions = [make_action_client(node, rig.action) for _ in range(n_goals)]
     for a in actions:
         assert a.wait_for_server(timeout_sec=20)
     # Each service client once before the burst, resent until answered: a reply to a

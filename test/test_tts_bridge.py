@@ -29,15 +29,15 @@ import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from br_chat_lifecycle.client import FeedbackTap  # noqa: E402
+from br_chat_lifecycle.client import FeedbackTap, make_action_client  # noqa: E402
 from br_chat_lifecycle.sentence_stream import split_sentences  # noqa: E402
 from chat_harness import GraphClient, REPO_ROOT, wait_until  # noqa: E402
 from chat_rig import Goal, Rig  # noqa: E402
 from jobot_ai_msgs.action import LLMChatAction  # noqa: E402
 from jobot_ai_msgs.srv import TextToSpeech  # noqa: E402
 import pytest  # noqa: E402
-from rclpy.action import ActionClient, ActionServer, CancelResponse  # noqa: E402
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup  # noqa: E402,E501
+from rclpy.action import ActionServer, CancelResponse  # noqa: E402
+from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -101,10 +101,7 @@ class BridgeProcess:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), env=env)
         node = graph.node
         self.tap = FeedbackTap(node, f'/{self.name}/ask')   # what chat_rig.Goal reads
-        # in a group of its own: destroyed while the graph spins, it must not leave the graph
-        # node's default group blocked (see test_client_spin)
-        self.action_client = ActionClient(node, LLMChatAction, f'/{self.name}/ask',
-                                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.action_client = make_action_client(node, f'/{self.name}/ask')
         self.stop_client = node.create_client(Trigger, f'/{self.name}/stop')
         assert self.action_client.wait_for_server(timeout_sec=30), \
             f'bridge not available\n{self.log()[-2000:]}'
